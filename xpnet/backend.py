@@ -1,0 +1,296 @@
+"""Devices: where arrays live, and the namespace ``xp`` that computes on them.
+
+A :class:`Device` is chosen once, by a spec string, and knows three things: its array
+namespace ``xp``, the device object that namespace's ``device=`` arguments expect, and
+its name. Layers never consult a device: they find ``xp`` from their input arrays with
+:func:`namespace_of`. Devices matter where arrays are *created* (parameters, data, random
+numbers) and where they cross from the host, which :meth:`Device.send` does.
+
+Specs (see ``docs/backends.md``)::
+
+    cpu | numpy                      NumPy on the host
+    cuda | cuda:N | cupy | cupy:N    CuPy on GPU N (default 0)
+    auto                             cuda:0 if a GPU is usable, else cpu (saying why)
+    torch:cpu | torch:cuda[:N]       PyTorch
+    torch:meta                       PyTorch's shape-only device (finds host syncs in tests)
+    array_api_strict[:DEVICE]        the standard and nothing else (CPU_DEVICE, device1, ...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import re
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as array_device_of
+from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array, to_device
+
+from .errors import BackendMismatchError, DeviceError
+
+__all__ = ["Device", "device", "namespace_of", "to_numpy", "cuda_status", "VALID_SPECS"]
+
+logger = logging.getLogger("xpnet")
+
+VALID_SPECS = (
+    "cpu, numpy, cuda, cuda:N, cupy, cupy:N, auto, torch:cpu, torch:cuda, torch:cuda:N, "
+    "torch:meta, array_api_strict, array_api_strict:DEVICE (for example array_api_strict:device1)"
+)
+CUPY_INSTALL_HINT = "install CuPy with pip install 'xpnet[cuda12]' (or [cuda13] for CUDA 13 drivers)"
+
+Array = Any  # any array of a supported library; the standard has no common type
+
+
+class Device:
+    """A place arrays live, with the namespace that computes on them.
+
+    ``xp`` is the array-api-compat namespace, ``array_device`` is what that namespace's
+    ``device=`` arguments take, ``name`` is the canonical spec (``"cuda:0"``), and
+    ``fallback_reason`` says why ``"auto"`` chose the CPU (``None`` otherwise).
+    Entering the device (``with dev:``) makes it CuPy's current GPU, which CuPy needs
+    because its creation functions ignore ``device=``; for other backends it does nothing.
+    """
+
+    def __init__(self, name: str, backend: str, xp: ModuleType, array_device: Any,
+                 index: int | None = None, fallback_reason: str | None = None) -> None:
+        self.name = name
+        self.backend = backend
+        self.xp = xp
+        self.array_device = array_device
+        self.index = index
+        self.fallback_reason = fallback_reason
+        self._contexts: list[contextlib.AbstractContextManager] = []
+
+    def __repr__(self) -> str:
+        return f"Device({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __enter__(self) -> Device:
+        if self.backend == "cupy":
+            context = self.xp_library.cuda.Device(self.index)
+            context.__enter__()
+            self._contexts.append(context)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.backend == "cupy":
+            self._contexts.pop().__exit__(*exc)
+
+    @property
+    def xp_library(self) -> ModuleType:
+        """The library itself (``numpy``, ``cupy``, ``torch``, ``array_api_strict``)."""
+        return importlib.import_module(self.backend)
+
+    def dtype(self, dtype: Any) -> Any:
+        """This namespace's dtype for ``"float32"``, ``"float64"``, ``"int64"``… or a dtype."""
+        if not isinstance(dtype, str):
+            return dtype
+        try:
+            return getattr(self.xp, dtype)
+        except AttributeError:
+            raise DeviceError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from None
+
+    def send(self, x: Any, dtype: Any = None) -> Array:
+        """Return ``x`` (an array of any supported library, or nested Python numbers) here.
+
+        Like ``asarray``, it does not copy when ``x`` already lives here with that dtype.
+        Arrays from another library travel through host memory.
+        """
+        dtype = self.dtype(dtype)
+        xp = self.xp
+        if _library_of(x) == self.backend:
+            if array_device_of(x) != self.array_device:
+                with self:
+                    x = to_device(x, self.array_device)
+            return x if dtype is None or x.dtype == dtype else xp.astype(x, dtype)
+        host = to_numpy(x) if _library_of(x) else np.asarray(x)
+        with self:
+            return xp.asarray(host, dtype=dtype, device=self.array_device)
+
+
+def _library_of(x: Any) -> str | None:
+    """The name of the library that made array ``x``, or None for non-arrays."""
+    if is_numpy_array(x):
+        return "numpy"
+    if is_torch_array(x):
+        return "torch"
+    if is_cupy_array(x):
+        return "cupy"
+    if type(x).__module__.startswith("array_api_strict"):
+        return "array_api_strict"
+    return None
+
+
+def to_numpy(x: Array) -> np.ndarray:
+    """Copy an array of any supported library to a host NumPy array (a host sync on a GPU)."""
+    library = _library_of(x)
+    if library == "numpy":
+        return x
+    if library == "cupy":
+        return x.get()
+    if library == "torch":
+        return x.detach().cpu().numpy()
+    if library == "array_api_strict":
+        import array_api_strict
+
+        return np.asarray(to_device(x, array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(x)
+
+
+def _describe(x: Any) -> str:
+    library = _library_of(x) or type(x).__name__
+    try:
+        return f"{library} array on {array_device_of(x)}"
+    except Exception:
+        return f"{library} object"
+
+
+def namespace_of(*arrays: Any) -> ModuleType:
+    """The array namespace of ``arrays``, which must share one library and one device.
+
+    Python scalars and ``None`` are skipped. Mixing raises :class:`BackendMismatchError`
+    naming both arrays and how to move one (``xpnet.device(spec).send(x)``).
+    """
+    if all(type(a) is np.ndarray for a in arrays):
+        return _compat_numpy()
+    found = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex, bool))]
+    try:
+        xp = array_namespace(*found)
+    except TypeError:
+        kinds = sorted({_describe(a) for a in found})
+        raise BackendMismatchError(
+            f"arrays from different libraries met in one operation: {' and '.join(kinds)}; "
+            "move them to one device first, e.g. x = xpnet.device('cpu').send(x)"
+        ) from None
+    first = array_device_of(found[0])
+    for other in found[1:]:
+        if array_device_of(other) != first:
+            raise BackendMismatchError(
+                f"arrays on different devices met in one operation: {_describe(found[0])} and "
+                f"{_describe(other)}; move one with xpnet.device(spec).send(x)"
+            )
+    return xp
+
+
+@functools.cache
+def _compat_numpy() -> ModuleType:
+    return importlib.import_module("array_api_compat.numpy")
+
+
+@functools.cache
+def cuda_status() -> tuple[int, str]:
+    """``(number of usable CUDA GPUs for CuPy, reason if none)``, probed once per process.
+
+    ``import cupy`` succeeds on machines without a GPU, so the probe asks the runtime.
+    """
+    try:
+        import cupy
+    except ImportError:
+        return 0, f"CuPy is not installed; {CUPY_INSTALL_HINT}"
+    except Exception as exc:  # a broken CuPy install raises anything from its extension modules
+        return 0, f"CuPy failed to import ({exc}); reinstall it: {CUPY_INSTALL_HINT}"
+    try:
+        if cupy.cuda.is_available():
+            return cupy.cuda.runtime.getDeviceCount(), ""
+        try:
+            driver = cupy.cuda.runtime.driverGetVersion()
+        except Exception:
+            driver = 0
+        if not driver:
+            return 0, "CuPy is installed but no NVIDIA driver was found"
+        return 0, "CuPy is installed and a driver found, but no CUDA device is visible"
+    except Exception as exc:
+        return 0, f"CuPy is installed but CUDA is unusable: {exc}"
+
+
+_SPEC = re.compile(
+    r"^(?:(?P<cpu>cpu|numpy)|(?P<auto>auto)|(?P<cupy>cuda|cupy)(?::(?P<cupy_index>\d+))?"
+    r"|torch:(?P<torch>cpu|meta|cuda(?::(?P<torch_index>\d+))?)"
+    r"|(?P<strict>array_api_strict)(?::(?P<strict_device>\w+))?)$"
+)
+
+
+def device(spec: str | Device = "cpu") -> Device:
+    """Resolve a device spec (see the module docstring) to a :class:`Device`.
+
+    An explicit CUDA spec without a usable GPU raises :class:`DeviceError` with the cause
+    and the fix; ``"auto"`` falls back to the CPU and logs why, in one line.
+    """
+    if isinstance(spec, Device):
+        return spec
+    match = _SPEC.match(spec.strip().lower()) if isinstance(spec, str) else None
+    if match is None:
+        raise DeviceError(f"unknown device {spec!r}; valid forms: {VALID_SPECS}")
+    if match["cpu"]:
+        return Device("cpu", "numpy", _compat_numpy(), "cpu")
+    if match["auto"]:
+        count, reason = cuda_status()
+        if count:
+            return _cupy_device(0)
+        logger.warning("xpnet: no usable GPU (%s); using the CPU", reason)
+        cpu = device("cpu")
+        cpu.fallback_reason = reason
+        return cpu
+    if match["cupy"]:
+        return _cupy_device(int(match["cupy_index"] or 0))
+    if match["torch"]:
+        return _torch_device(match["torch"], match["torch_index"])
+    return _strict_device(match["strict_device"] or "cpu_device")
+
+
+def _cupy_device(index: int) -> Device:
+    count, reason = cuda_status()
+    if not count:
+        raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to train "
+                          "on the CPU")
+    if index >= count:
+        raise DeviceError(f"cannot use cuda:{index}: this machine has {count} CUDA device(s), "
+                          f"numbered 0 to {count - 1}")
+    import cupy
+
+    return Device(f"cuda:{index}", "cupy", importlib.import_module("array_api_compat.cupy"),
+                  cupy.cuda.Device(index), index)
+
+
+def _torch_device(kind: str, index: str | None) -> Device:
+    try:
+        import torch
+    except ImportError:
+        raise DeviceError(f"cannot use torch:{kind}: PyTorch is not installed; "
+                          "pip install 'xpnet[torch]'") from None
+    xp = importlib.import_module("array_api_compat.torch")
+    if not kind.startswith("cuda"):
+        return Device(f"torch:{kind}", "torch", xp, torch.device(kind))
+    position = int(index or 0)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if position >= count:
+        cause = (f"this machine has {count} CUDA device(s) visible to PyTorch" if count else
+                 "this PyTorch build has no CUDA support or sees no GPU")
+        raise DeviceError(f"cannot use torch:cuda:{position}: {cause}. Use torch:cpu, or install a "
+                          "CUDA build of PyTorch on a machine with an NVIDIA GPU")
+    return Device(f"torch:cuda:{position}", "torch", xp, torch.device("cuda", position), position)
+
+
+def _strict_device(name: str) -> Device:
+    try:
+        import array_api_strict
+    except ImportError:
+        raise DeviceError("cannot use array_api_strict: it is not installed; "
+                          "pip install array-api-strict") from None
+    # strict's device names are case-sensitive; the spec was lower-cased
+    devices = {d._device.lower(): d for d in array_api_strict.__array_namespace_info__().devices()}
+    if name not in devices:
+        raise DeviceError(f"unknown array_api_strict device {name!r}; it has "
+                          f"{', '.join(d._device for d in devices.values())}")
+    chosen = devices[name]
+    return Device(f"array_api_strict:{chosen._device}", "array_api_strict", array_api_strict, chosen)

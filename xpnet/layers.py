@@ -1,0 +1,196 @@
+"""The book's layers (chapter 5), each with ``forward`` and ``backward``, on any array namespace.
+
+Every layer finds ``xp`` from its input arrays, creates nothing on a device of its own
+choosing, and never writes into an argument. A layer with parameters lists their attribute
+names in ``param_names``; after ``backward`` the gradient of parameter ``W`` is in ``dW``.
+The maths of each layer, and the defect of the book's code it fixes, are in docs/layers.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import Array, namespace_of
+from .errors import ShapeError
+from .functions import as_one_hot, log_softmax, sigmoid
+
+__all__ = ["AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss"]
+
+
+class AddLayer:
+    """``out = x + y``; the gradient passes to both inputs unchanged."""
+
+    param_names: tuple[str, ...] = ()
+
+    def forward(self, x: Any, y: Any) -> Any:
+        return x + y
+
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        return dout, dout
+
+
+class MulLayer:
+    """``out = x * y``; each input's gradient is ``dout`` times the other input."""
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.x = None
+        self.y = None
+
+    def forward(self, x: Any, y: Any) -> Any:
+        self.x, self.y = x, y
+        return x * y
+
+    def backward(self, dout: Any) -> tuple[Any, Any]:
+        return dout * self.y, dout * self.x
+
+
+class ReLU:
+    """``out = max(x, 0)``; the gradient is blocked where ``x <= 0`` (the book's rule, kink included)."""
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.mask = None
+
+    def forward(self, x: Array) -> Array:
+        xp = namespace_of(x)
+        self.mask = x <= 0
+        return xp.where(self.mask, 0.0, x)
+
+    def backward(self, dout: Array) -> Array:
+        # a new array: the book's `dout[mask] = 0` corrupted the caller's gradient
+        return namespace_of(dout).where(self.mask, 0.0, dout)
+
+
+Relu = ReLU  # the book's spelling
+
+
+class Sigmoid:
+    """``out = 1 / (1 + exp(-x))``; ``dx = dout * out * (1 - out)``."""
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.out = None
+
+    def forward(self, x: Array) -> Array:
+        self.out = sigmoid(x)
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        return dout * (1.0 - self.out) * self.out
+
+
+class Affine:
+    """``out = x @ W + b`` for ``x`` of shape (N, D) or (N, d1, d2, ...) with d1*d2*... = D.
+
+    ``backward`` fills ``dW = x.T @ dout`` and ``db = sum(dout, axis=0)`` (undoing the
+    broadcast of ``b`` over the batch) and returns ``dx = dout @ W.T`` in ``x``'s shape.
+    With ``input_grad=False`` it skips ``dx`` and returns ``None``: a network's first layer
+    needs no gradient for its input data, and that product is a third of the layer's cost.
+    """
+
+    param_names: tuple[str, ...] = ("W", "b")
+
+    def __init__(self, W: Array, b: Array, *, input_grad: bool = True) -> None:
+        self.W = W
+        self.b = b
+        self.input_grad = input_grad
+        self.x = None
+        self.original_x_shape: tuple[int, ...] | None = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x: Array) -> Array:
+        xp = namespace_of(x, self.W, self.b)
+        features = self.W.shape[0]
+        if x.ndim < 2 or _prod(x.shape[1:]) != features:
+            raise ShapeError(f"Affine got input of shape {tuple(x.shape)} but W has shape "
+                             f"{tuple(self.W.shape)}: the input needs {features} features per sample, "
+                             f"shape (N, {features})")
+        if x.dtype != self.W.dtype:
+            raise ShapeError(f"Affine got input of dtype {x.dtype} but W is {self.W.dtype}; "
+                             "cast the input (xp.astype) or build the network with that dtype")
+        self.original_x_shape = tuple(x.shape)
+        self.x = x if x.ndim == 2 else xp.reshape(x, (x.shape[0], features))
+        return self.x @ self.W + self.b
+
+    def backward(self, dout: Array) -> Array | None:
+        xp = namespace_of(dout)
+        self.dW = self.x.T @ dout
+        self.db = xp.sum(dout, axis=0)
+        if not self.input_grad:
+            return None
+        dx = dout @ self.W.T
+        return dx if len(self.original_x_shape) == 2 else xp.reshape(dx, self.original_x_shape)
+
+
+class SoftmaxWithLoss:
+    """Softmax then mean cross entropy against labels ``t`` (one-hot rows or integer classes).
+
+    ``forward`` returns the loss as a 0-d array on the input's device (no host sync).
+    ``backward`` returns ``dx = (y - t) * dout / N``, the fused gradient of both steps.
+    """
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.loss = None
+        self.y = None  # softmax output
+        self.t = None  # labels as given
+        self._t_one_hot = None
+
+    def forward(self, x: Array, t: Array) -> Array:
+        xp = namespace_of(x, t)
+        if tuple(t.shape) not in (tuple(x.shape), tuple(x.shape[:-1])):
+            raise ShapeError(f"SoftmaxWithLoss got scores of shape {tuple(x.shape)} and labels of "
+                             f"shape {tuple(t.shape)}; labels must be one-hot {tuple(x.shape)} or "
+                             f"integer classes {tuple(x.shape[:-1])}")
+        log_y = log_softmax(x)
+        self.t = t
+        self._t_one_hot = as_one_hot(t, x)
+        self.y = xp.exp(log_y)
+        self.loss = -xp.sum(self._t_one_hot * log_y) / _batch_size(x)
+        return self.loss
+
+    def backward(self, dout: Any = 1) -> Array:
+        return (self.y - self._t_one_hot) * (dout / _batch_size(self.y))
+
+
+class MSELoss:
+    """``loss = mean((pred - target)**2)`` over all elements; ``dpred = dout * 2 (pred - target) / size``.
+
+    The book's (seed 001) backward dropped the ``2 / size`` factor, so it was not the
+    gradient of its own forward.
+    """
+
+    param_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.diff = None
+        self.loss = None
+
+    def forward(self, pred: Array, target: Array) -> Array:
+        xp = namespace_of(pred, target)
+        if tuple(pred.shape) != tuple(target.shape):
+            raise ShapeError(f"MSELoss got predictions of shape {tuple(pred.shape)} and targets of "
+                             f"shape {tuple(target.shape)}; they must match")
+        self.diff = pred - target
+        self.loss = xp.mean(self.diff * self.diff)
+        return self.loss
+
+    def backward(self, dout: Any = 1) -> Array:
+        return self.diff * (dout * 2.0 / _prod(self.diff.shape))
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    size = 1
+    for n in shape:
+        size *= n
+    return size
+
+
+def _batch_size(x: Array) -> int:
+    return x.shape[0] if x.ndim > 1 else 1

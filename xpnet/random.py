@@ -1,0 +1,90 @@
+"""Random numbers drawn on a device, from a seed the caller controls.
+
+The Array API standard has no random module, so each backend uses its own generator:
+NumPy's ``Generator``, CuPy's ``RandomState`` (on the GPU), a ``torch.Generator`` on the
+tensor's device. Backends without one (array-api-strict) draw on the host and send the
+result: they exist to test code, not to be fast. Streams differ between backends: the same
+seed is reproducible on one backend, not bit-identical across backends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .backend import Array, Device
+from .backend import device as resolve_device
+
+__all__ = ["Generator"]
+
+
+class Generator:
+    """A seeded source of random arrays that are created directly on ``device``."""
+
+    def __init__(self, device: str | Device = "cpu", seed: int | None = None) -> None:
+        self.device = resolve_device(device)
+        self.seed = seed
+        backend = self.device.backend
+        if backend == "cupy":
+            with self.device:
+                self._source = self.device.xp_library.random.RandomState(seed)
+        elif backend == "torch" and self.device.array_device.type != "meta":
+            import torch
+
+            self._source = torch.Generator(device=self.device.array_device)
+            if seed is None:
+                self._source.seed()
+            else:
+                self._source.manual_seed(seed)
+        else:  # NumPy itself, the host stand-in for array-api-strict, and shape-only meta
+            self._source = np.random.default_rng(seed)
+
+    def _torch_kwargs(self, dtype: Any) -> dict[str, Any]:
+        generator = self._source if not isinstance(self._source, np.random.Generator) else None
+        return {"generator": generator, "device": self.device.array_device,
+                "dtype": self.device.dtype(dtype)}
+
+    def random(self, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+        """Uniform samples in [0, 1)."""
+        if self.device.backend == "torch":
+            import torch
+
+            return torch.rand(shape, **self._torch_kwargs(dtype))
+        if self.device.backend == "cupy":
+            with self.device:
+                return self._source.random_sample(shape, dtype=self.device.dtype(dtype))
+        return self.device.send(self._source.random(shape), dtype)
+
+    def normal(self, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
+        """Standard normal samples."""
+        if self.device.backend == "torch":
+            import torch
+
+            return torch.randn(shape, **self._torch_kwargs(dtype))
+        if self.device.backend == "cupy":
+            with self.device:
+                return self._source.standard_normal(shape, dtype=self.device.dtype(dtype))
+        return self.device.send(self._source.standard_normal(shape), dtype)
+
+    def integers(self, high: int, size: int) -> Array:
+        """``size`` int64 indices drawn uniformly from ``[0, high)``, with replacement."""
+        if self.device.backend == "torch":
+            import torch
+
+            return torch.randint(high, (size,), **self._torch_kwargs("int64"))
+        if self.device.backend == "cupy":
+            with self.device:
+                return self._source.randint(0, high, size=size, dtype="int64")
+        return self.device.send(self._source.integers(0, high, size=size), "int64")
+
+    def permutation(self, n: int) -> Array:
+        """A random ordering of ``0 .. n-1`` as int64."""
+        if self.device.backend == "torch":
+            import torch
+
+            return torch.randperm(n, **self._torch_kwargs("int64"))
+        if self.device.backend == "cupy":
+            with self.device:
+                return self._source.permutation(n)
+        return self.device.send(self._source.permutation(n), "int64")

@@ -1,0 +1,214 @@
+"""``xpnet check``: every layer and network on one device, against NumPy float64.
+
+Each :class:`Case` builds one layer (or network) from seeded host data, so every backend
+sees the same numbers. ``run`` returns its outputs and gradients on the device; the parity
+check compares them with the same case run by NumPy in float64, and ``gradcheck`` asserts
+backward against central differences on the device itself. The test suite and the
+``xpnet check`` command share these cases, so what CI proves on CPU backends a user can
+prove on a GPU with one command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from array_api_compat import device as array_device_of
+
+from .backend import Array, Device, to_numpy
+from .backend import device as resolve_device
+from .errors import GradientCheckError, XPNetError
+from .gradcheck import GradientReport, check_layer, check_network
+from .layers import Affine, AddLayer, MSELoss, MulLayer, ReLU, Sigmoid, SoftmaxWithLoss
+from .models import TwoLayerNet
+
+__all__ = ["Case", "layer_case", "network_case", "CASES", "PARITY_RTOL", "parity_errors",
+           "CheckRow", "run_checks", "format_table"]
+
+# max |result - NumPy float64| / max |NumPy float64|, per compared array
+PARITY_RTOL: dict[str, float] = {"float64": 1e-12, "float32": 1e-5}
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named computation with its outputs and gradients (``run``) and a gradient check."""
+
+    name: str
+    run: Callable[[Device, str], dict[str, Array]]
+    gradcheck: Callable[[Device, str], list[GradientReport]]
+
+
+def _send_all(dev: Device, arrays: Mapping[str, np.ndarray] | tuple[np.ndarray, ...], dtype: str):
+    """Float host arrays become ``dtype`` on ``dev``; integer labels become int64."""
+    def send(a: np.ndarray) -> Array:
+        return dev.send(a, dtype if a.dtype.kind == "f" else "int64")
+    if isinstance(arrays, Mapping):
+        return {key: send(a) for key, a in arrays.items()}
+    return tuple(send(a) for a in arrays)
+
+
+def _noise(dev: Device, shape: tuple[int, ...], dtype: str) -> Array:
+    """The upstream gradient fed to backward: seeded, so every backend gets the same one."""
+    return dev.send(np.random.default_rng(1).standard_normal(shape), dtype)
+
+
+def layer_case(name: str, build: Callable[[dict[str, Array]], Any],
+               params: Mapping[str, np.ndarray], inputs: tuple[np.ndarray, ...],
+               forward_kwargs: Mapping[str, Any] | None = None) -> Case:
+    """A case for one layer: ``build(params_on_device)`` makes it, ``inputs`` feed ``forward``."""
+    kwargs = dict(forward_kwargs or {})
+
+    def setup(dev: Device, dtype: str) -> tuple[Any, tuple[Array, ...]]:
+        return build(_send_all(dev, params, dtype)), _send_all(dev, inputs, dtype)
+
+    def run(dev: Device, dtype: str) -> dict[str, Array]:
+        layer, xs = setup(dev, dtype)
+        with dev:
+            out = layer.forward(*xs, **kwargs)
+            returned = layer.backward(_noise(dev, tuple(out.shape), dtype))
+        results = {"out": out}
+        for i, grad in enumerate(returned if isinstance(returned, tuple) else (returned,)):
+            results[f"d(input {i})"] = grad
+        for param in layer.param_names:
+            results["d" + param] = getattr(layer, "d" + param)
+        return results
+
+    def gradcheck(dev: Device, dtype: str) -> list[GradientReport]:
+        layer, xs = setup(dev, dtype)
+        with dev:
+            return check_layer(layer, *xs, forward_kwargs=kwargs)
+
+    return Case(name, run, gradcheck)
+
+
+def network_case(name: str, build: Callable[[Device, str], Any], x: np.ndarray,
+                 t: np.ndarray) -> Case:
+    """A case for a network with the book's API (``predict``, ``loss``, ``gradient``)."""
+
+    def run(dev: Device, dtype: str) -> dict[str, Array]:
+        net = build(dev, dtype)
+        xs, ts = _send_all(dev, (x, t), dtype)
+        grads = net.gradient(xs, ts)
+        return {"predict": net.predict(xs), "loss": net.loss(xs, ts),
+                **{"d" + key: value for key, value in grads.items()}}
+
+    def gradcheck(dev: Device, dtype: str) -> list[GradientReport]:
+        xs, ts = _send_all(dev, (x, t), dtype)
+        return check_network(build(dev, dtype), xs, ts)
+
+    return Case(name, run, gradcheck)
+
+
+def _seed_cases() -> list[Case]:
+    rng = np.random.default_rng(20261123)
+    x = rng.standard_normal((4, 5))
+    W, b = rng.standard_normal((5, 3)), rng.standard_normal(3)
+    scores = rng.standard_normal((4, 3)) * 3
+    labels = np.array([0, 2, 1, 2])
+    cases = [
+        layer_case("AddLayer", lambda p: AddLayer(), {}, (x, rng.standard_normal((4, 5)))),
+        layer_case("MulLayer", lambda p: MulLayer(), {}, (x, rng.standard_normal((4, 5)))),
+        layer_case("ReLU", lambda p: ReLU(), {}, (x,)),
+        layer_case("Sigmoid", lambda p: Sigmoid(), {}, (x * 4,)),
+        layer_case("Affine", lambda p: Affine(p["W"], p["b"]), {"W": W, "b": b}, (x,)),
+        layer_case("Affine (N-d input)", lambda p: Affine(p["W"], p["b"]),
+                   {"W": rng.standard_normal((6, 3)), "b": b}, (rng.standard_normal((4, 2, 3)),)),
+        layer_case("SoftmaxWithLoss (labels)", lambda p: SoftmaxWithLoss(), {}, (scores, labels)),
+        layer_case("SoftmaxWithLoss (one-hot)", lambda p: SoftmaxWithLoss(), {},
+                   (scores, np.eye(3)[labels])),
+        layer_case("MSELoss", lambda p: MSELoss(), {}, (x, rng.standard_normal((4, 5)))),
+        network_case("TwoLayerNet",
+                     lambda dev, dtype: TwoLayerNet(5, 7, 3, weight_init_std=0.5, device=dev,
+                                                    dtype=dtype, seed=3),
+                     rng.standard_normal((6, 5)), np.array([0, 1, 2, 2, 1, 0])),
+    ]
+    return cases
+
+
+CASES: list[Case] = _seed_cases()
+
+
+def parity_errors(reference: Mapping[str, Array], result: Mapping[str, Array]) -> dict[str, tuple[float, float]]:
+    """``{name: (max abs error, max rel error)}`` of ``result`` against ``reference``, on the host."""
+    if set(reference) != set(result):
+        raise GradientCheckError(f"results {sorted(result)} do not match reference {sorted(reference)}")
+    errors = {}
+    for key, ref in reference.items():
+        r = to_numpy(ref).astype(np.float64)
+        a = to_numpy(result[key]).astype(np.float64)
+        if r.shape != a.shape:
+            raise GradientCheckError(f"{key}: shape {a.shape}, NumPy float64 gives {r.shape}")
+        max_abs = float(np.max(np.abs(a - r), initial=0.0))
+        scale = float(np.max(np.abs(r), initial=0.0))
+        errors[key] = (max_abs, max_abs / scale if scale else max_abs)
+    return errors
+
+
+@dataclass
+class CheckRow:
+    """One line of the ``xpnet check`` table."""
+
+    check: str
+    case: str
+    dtype: str
+    max_abs_error: float = float("nan")
+    max_rel_error: float = float("nan")
+    tolerance: float = float("nan")
+    passed: bool = False
+    message: str = field(default="")
+
+
+def _placement_problem(results: Mapping[str, Array], dev: Device, dtype: str) -> str:
+    expected_dtype = dev.dtype(dtype)
+    for key, value in results.items():
+        if array_device_of(value) != dev.array_device or value.dtype != expected_dtype:
+            return f"{key} is {value.dtype} on {array_device_of(value)}, expected {dtype} on {dev.name}"
+    return ""
+
+
+def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float32"),
+               cases: list[Case] | None = None) -> list[CheckRow]:
+    """Run parity and gradient checks of ``cases`` on ``spec``; one row per case, dtype and check."""
+    dev = resolve_device(spec)
+    cpu = resolve_device("cpu")
+    rows = []
+    for case in cases or CASES:
+        reference = case.run(cpu, "float64")
+        for dtype in dtypes:
+            parity = CheckRow("parity", case.name, dtype, tolerance=PARITY_RTOL[dtype])
+            try:
+                results = case.run(dev, dtype)
+                errors = parity_errors(reference, results)
+                parity.max_abs_error = max(e[0] for e in errors.values())
+                parity.max_rel_error = max(e[1] for e in errors.values())
+                parity.message = _placement_problem(results, dev, dtype)
+                parity.passed = parity.max_rel_error <= parity.tolerance and not parity.message
+            except XPNetError as exc:
+                parity.message = str(exc)
+            rows.append(parity)
+
+            grad = CheckRow("gradient", case.name, dtype)
+            try:
+                reports = case.gradcheck(dev, dtype)
+                grad.max_abs_error = max(r.max_abs_error for r in reports)
+                grad.max_rel_error = max(r.max_rel_error for r in reports)
+                grad.tolerance = reports[0].rtol
+                grad.passed = True
+            except XPNetError as exc:
+                grad.message = str(exc)
+            rows.append(grad)
+    return rows
+
+
+def format_table(rows: list[CheckRow]) -> str:
+    """The rows as an aligned text table, failures followed by their reasons."""
+    header = ("check", "layer", "dtype", "max abs error", "max rel error", "tolerance", "result")
+    lines = [header] + [
+        (r.check, r.case, r.dtype, f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
+         f"{r.tolerance:.0e}", "pass" if r.passed else "FAIL") for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    text += [f"FAIL {r.check} {r.case} {r.dtype}: {r.message}" for r in rows if r.message]
+    return "\n".join(text)
