@@ -52,6 +52,7 @@ class TwoLayerNet:
         self.device = resolve_device(device)
         self.dtype = check_dtype(dtype)
         # what from_config needs to rebuild this architecture (weights come from a checkpoint)
+        self.input_shape = (input_size,)  # one sample's shape; the trainer reshapes data to it
         self.config = {"model": "two-layer", "input_size": input_size, "hidden_size": hidden_size,
                        "output_size": output_size, "weight_init_std": weight_init_std}
         rng = np.random.default_rng(seed)
