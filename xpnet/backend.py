@@ -164,6 +164,8 @@ def namespace_of(*arrays: Any) -> ModuleType:
     if all(type(a) is np.ndarray for a in arrays):
         return _compat_numpy()
     found = [a for a in arrays if a is not None and not isinstance(a, (int, float, complex, bool))]
+    if not found:  # Python numbers alone, as in the book's scalar examples
+        return _compat_numpy()
     try:
         xp = array_namespace(*found)
     except TypeError:

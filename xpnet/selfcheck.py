@@ -185,8 +185,8 @@ def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float3
                 parity.max_rel_error = max(e[1] for e in errors.values())
                 parity.message = _placement_problem(results, dev, dtype)
                 parity.passed = parity.max_rel_error <= parity.tolerance and not parity.message
-            except XPNetError as exc:
-                parity.message = str(exc)
+            except Exception as exc:  # a check reports every failure as a row, never a traceback
+                parity.message = _describe_failure(exc)
             rows.append(parity)
 
             grad = CheckRow("gradient", case.name, dtype)
@@ -196,10 +196,15 @@ def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float3
                 grad.max_rel_error = max(r.max_rel_error for r in reports)
                 grad.tolerance = reports[0].rtol
                 grad.passed = True
-            except XPNetError as exc:
-                grad.message = str(exc)
+            except Exception as exc:
+                grad.message = _describe_failure(exc)
             rows.append(grad)
     return rows
+
+
+def _describe_failure(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if isinstance(exc, XPNetError) else f"{type(exc).__name__}: {text}"
 
 
 def format_table(rows: list[CheckRow]) -> str:
