@@ -10,8 +10,14 @@ from .errors import (BackendMismatchError, ConfigError, DataError, DeviceError, 
 from .functions import cross_entropy_error, log_softmax, sigmoid, softmax
 from .gradcheck import check_layer, check_network, numerical_gradient
 from .layers import Affine, AddLayer, MSELoss, MulLayer, ReLU, Relu, Sigmoid, SoftmaxWithLoss
-from .models import TwoLayerNet
+from .conv import Convolution, Pooling, col2im, im2col
+from .models import (MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet, build_model,
+                     from_config)
 from .random import Generator
+from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, OPTIMIZERS, RMSprop, make_optimizer
+from .training import EpochRecord, Trainer, TrainingError
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .regularization import BatchNormalization, Dropout
 
 __version__ = "0.1.0"
 
@@ -22,4 +28,8 @@ __all__ = [
     "sigmoid", "softmax", "log_softmax", "cross_entropy_error",
     "AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss",
     "TwoLayerNet", "numerical_gradient", "check_layer", "check_network",
+    "Convolution", "Pooling", "im2col", "col2im", "Dropout", "BatchNormalization",
+    "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "build_model", "from_config",
+    "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "OPTIMIZERS", "make_optimizer",
+    "Trainer", "EpochRecord", "TrainingError", "save_checkpoint", "load_checkpoint", "CheckpointError",
 ]

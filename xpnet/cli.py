@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: ``xpnet check`` (and, as they land, ``train`` and ``evaluate``)."""
+"""The ``xpnet`` command: ``xpnet check``, ``xpnet train`` and ``xpnet evaluate``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,80 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--device", default="cpu", help="device spec, e.g. cpu, cuda, torch:cpu (default cpu)")
     check.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
     check.set_defaults(run=run_check)
+    _add_train(commands)
+    evaluate = commands.add_parser(
+        "evaluate", help="print the MNIST test accuracy of a checkpoint written by xpnet train --save")
+    evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="the .npz checkpoint")
+    evaluate.add_argument("--device", default="auto", metavar="SPEC",
+                          help="device spec, e.g. cpu, cuda, torch:cpu (default auto)")
+    evaluate.add_argument("--data-dir", metavar="DIR",
+                          help="folder of MNIST files (default: $XPNET_DATA_DIR, else the packaged copy)")
+    evaluate.set_defaults(run=run_evaluate)
     return parser
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    from .optim import OPTIMIZERS
+    from .training import DEFAULTS
+
+    train = commands.add_parser(
+        "train", help="train a network on MNIST", description=(
+            "Train a network on MNIST on a device and print train/test accuracy each epoch. "
+            "Options left out take the defaults shown, or, with --resume, the checkpoint's."))
+    # Defaults are None so that --resume can tell an option given from one left out.
+    train.add_argument("--device", default="auto", metavar="SPEC",
+                       help="device spec: auto, cpu, cuda[:N], torch:cpu, torch:cuda (default auto)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, metavar="N", help=f"passes over the training set "
+                        f"(default {DEFAULTS['epochs']})")
+    length.add_argument("--iters", type=int, metavar="N",
+                        help="mini-batch updates in all, as in the book (10000); instead of --epochs")
+    train.add_argument("--batch-size", type=int, metavar="N", help=f"default {DEFAULTS['batch_size']}")
+    train.add_argument("--lr", type=float, metavar="RATE",
+                       help="learning rate (default: the optimizer's, the book's)")
+    train.add_argument("--optimizer", metavar="NAME",
+                       help=f"{', '.join(OPTIMIZERS)} (default {DEFAULTS['optimizer']})")
+    train.add_argument("--model", metavar="NAME",
+                       help=f"mlp, mlp-bn or convnet (default {DEFAULTS['model']})")
+    train.add_argument("--hidden", type=int, nargs="+", metavar="SIZE",
+                       help=f"hidden layer sizes (default {' '.join(map(str, DEFAULTS['hidden']))})")
+    train.add_argument("--activation", metavar="NAME", help="relu or sigmoid (default relu)")
+    train.add_argument("--weight-decay", type=float, metavar="LAMBDA",
+                       help="L2 weight decay lambda (default 0)")
+    train.add_argument("--dtype", metavar="NAME", help="float32 or float64 (default float32)")
+    train.add_argument("--seed", type=int, metavar="N", help=f"seeds the weights and the batch order "
+                       f"(default {DEFAULTS['seed']})")
+    train.add_argument("--train-limit", type=int, metavar="N",
+                       help="train on the first N training images only (for quick runs)")
+    train.add_argument("--data-dir", metavar="DIR",
+                       help="folder of MNIST files (default: $XPNET_DATA_DIR, else the packaged copy)")
+    train.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) after every epoch")
+    train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
+    train.add_argument("--log", metavar="PATH", help="write one JSON line per epoch")
+    train.add_argument("--plot", metavar="PATH", help="draw loss and accuracy curves (PNG; needs "
+                       "matplotlib: pip install 'xpnet[plot]')")
+    train.add_argument("-q", "--quiet", action="store_true",
+                       help="print only the device line and the final accuracy")
+    train.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .training import TrainOptions, run_training
+
+    options = {key: value for key, value in vars(args).items() if key not in ("command", "run")}
+    run_training(TrainOptions(**options))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .backend import device
+    from .training import evaluate_checkpoint
+
+    dev = device(args.device)
+    print(f"xpnet: evaluating {args.checkpoint} on {dev.name} ({dev.backend})", flush=True)
+    accuracy, correct, total = evaluate_checkpoint(args.checkpoint, device=dev, data_dir=args.data_dir)
+    print(f"test acc {accuracy:.4f} ({correct}/{total})")
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -42,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except XPNetError as exc:
         print(f"xpnet {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # the checkpoint of the last finished epoch (train --save) is intact: resume from it
+        print(f"xpnet {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def as_one_hot(t: Array, like: Array) -> Array:
     """
     if t.ndim == like.ndim:
         return t
-    return xpx.one_hot(t, like.shape[-1], dtype=like.dtype)
+    # passing xp spares one_hot its own namespace look-up (1 to 20 us a call)
+    return xpx.one_hot(t, like.shape[-1], dtype=like.dtype, xp=namespace_of(t))
 
 
 def cross_entropy_error(y: Array, t: Array) -> Array:

@@ -57,11 +57,13 @@ class ReLU:
     def forward(self, x: Array) -> Array:
         xp = namespace_of(x)
         self.mask = x <= 0
-        return xp.where(self.mask, 0.0, x)
+        return xp.maximum(x, 0.0)
 
     def backward(self, dout: Array) -> Array:
-        # a new array: the book's `dout[mask] = 0` corrupted the caller's gradient
-        return namespace_of(dout).where(self.mask, 0.0, dout)
+        # A new array: the book's `dout[mask] = 0` corrupted the caller's gradient. Multiplying
+        # by 0/1 has no branches; NumPy's `where` on a random mask is about 20x slower.
+        xp = namespace_of(dout)
+        return dout * xp.astype(~self.mask, dout.dtype)
 
 
 Relu = ReLU  # the book's spelling
@@ -115,7 +117,9 @@ class Affine:
                              "cast the input (xp.astype) or build the network with that dtype")
         self.original_x_shape = tuple(x.shape)
         self.x = x if x.ndim == 2 else xp.reshape(x, (x.shape[0], features))
-        return self.x @ self.W + self.b
+        out = self.x @ self.W
+        out += self.b  # into the fresh product: no second (N, M) array (rebinds where immutable)
+        return out
 
     def backward(self, dout: Array) -> Array | None:
         xp = namespace_of(dout)

@@ -8,17 +8,23 @@ rebinds the dict entry, and assigning a new array to ``params[key]`` replaces th
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .backend import Array, Device, namespace_of, to_numpy
 from .backend import device as resolve_device
-from .errors import ConfigError
+from .conv import Convolution, Pooling, conv_output_size
+from .errors import ConfigError, ShapeError
 from .gradcheck import numerical_gradient
-from .layers import Affine, ReLU, SoftmaxWithLoss
+from .init import normal_weight, ones, weight_std, zeros
+from .layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss
+from .random import Generator
+from .regularization import BatchNormalization, Dropout
 
-__all__ = ["TwoLayerNet", "MODELS", "from_config", "check_size", "check_dtype"]
+__all__ = ["TwoLayerNet", "LayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet",
+           "MODELS", "MODEL_NAMES", "build_model", "from_config", "check_size", "check_dtype"]
 
 
 def check_size(name: str, value: Any) -> int:
@@ -99,8 +105,9 @@ class TwoLayerNet:
         correct = None
         with self.device:
             for start in range(0, n, step):
-                y = xp.argmax(self.predict(x[start:start + step, ...]), axis=1)
-                labels = t[start:start + step, ...]
+                stop = min(start + step, n)  # out-of-bounds slice stops are not in the standard
+                y = xp.argmax(self.predict(x[start:stop, ...]), axis=1)
+                labels = t[start:stop, ...]
                 if labels.ndim != 1:
                     labels = xp.argmax(labels, axis=1)
                 hits = xp.count_nonzero(y == labels)
@@ -137,8 +144,268 @@ class TwoLayerNet:
                 for key, (layer, attribute) in self._slots.items()}
 
 
+class LayerNet:
+    """What the networks of chapters 6 and 7 share: a chain of layers, weight decay, train mode.
+
+    A subclass builds ``params``, ``layers`` (ordered, first to last), ``lastLayer``,
+    ``_slots`` (params key -> (layer name, attribute) it feeds) and sets
+    ``weight_decay_lambda``. Layers with ``has_train_mode`` (Dropout, BatchNormalization)
+    get ``train_flg``; a network holding one sets ``has_train_mode = True`` and its
+    non-parameter state travels through :meth:`state_dict` / :meth:`load_state_dict`.
+    Weight decay adds ``0.5 * lambda * sum(W**2)`` over the weights (keys ``W1``, ``W2``...)
+    to the loss and ``lambda * W`` to their gradients.
+    """
+
+    has_train_mode = False
+    weight_decay_lambda = 0.0
+    device: Device
+    dtype: str
+    params: dict[str, Array]
+    layers: OrderedDict[str, Any]
+    _slots: dict[str, tuple[str, str]]
+
+    # these read only params, layers, _slots, device, predict and loss, so they are shared
+    _load_params = TwoLayerNet._load_params
+    count_correct = TwoLayerNet.count_correct
+    accuracy = TwoLayerNet.accuracy
+    numerical_gradient = TwoLayerNet.numerical_gradient
+
+    def predict(self, x: Array, train_flg: bool = False) -> Array:
+        """Class scores (before softmax); ``train_flg`` switches Dropout and BatchNorm to training."""
+        self._load_params()
+        with self.device:
+            for layer in self.layers.values():
+                x = layer.forward(x, train_flg) if getattr(layer, "has_train_mode", False) \
+                    else layer.forward(x)
+        return x
+
+    def loss(self, x: Array, t: Array, train_flg: bool = True) -> Array:
+        """Cross-entropy plus weight decay, a 0-d array on the device, in training mode by default
+        (the mode :meth:`gradient` differentiates)."""
+        y = self.predict(x, train_flg)
+        with self.device:
+            loss = self.lastLayer.forward(y, t)
+            if self.weight_decay_lambda:
+                xp = namespace_of(loss)
+                for key in self._weight_keys():
+                    W = self.params[key]
+                    loss = loss + 0.5 * self.weight_decay_lambda * xp.sum(W * W)
+        return loss
+
+    def gradient(self, x: Array, t: Array) -> dict[str, Array]:
+        """Gradients of :meth:`loss` (training mode) by backpropagation, keyed like ``params``."""
+        self.loss(x, t, train_flg=True)
+        with self.device:
+            dout = self.lastLayer.backward(1)
+            for layer in reversed(self.layers.values()):
+                dout = layer.backward(dout)
+            grads = {key: getattr(self.layers[layer], "d" + attribute)
+                     for key, (layer, attribute) in self._slots.items()}
+            if self.weight_decay_lambda:
+                for key in self._weight_keys():
+                    grads[key] = grads[key] + self.weight_decay_lambda * self.params[key]
+        return grads
+
+    def _weight_keys(self) -> list[str]:
+        return [key for key, (_, attribute) in self._slots.items() if attribute == "W"]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Non-parameter state (BatchNorm's running statistics) as host arrays, keyed
+        ``"<layer>.<name>"``: the part of a trained model that ``params`` does not hold."""
+        return {f"{name}.{attribute}": to_numpy(getattr(layer, attribute))
+                for name, layer in self.layers.items()
+                for attribute in getattr(layer, "state_names", ())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Put back what :meth:`state_dict` returned (host or device arrays) on this network's device."""
+        expected = self.state_dict()
+        if set(state) != set(expected):
+            raise ConfigError(f"state for {type(self).__name__} must have keys {sorted(expected)}, "
+                              f"got {sorted(state)}; was it saved from another architecture?")
+        for key, value in state.items():
+            if tuple(value.shape) != expected[key].shape:
+                raise ShapeError(f"state {key!r} has shape {tuple(value.shape)}, this network needs "
+                                 f"{expected[key].shape}")
+            name, attribute = key.rsplit(".", 1)
+            setattr(self.layers[name], attribute, self.device.send(value, self.dtype))
+
+
+_ACTIVATIONS: dict[str, type] = {"relu": ReLU, "sigmoid": Sigmoid}
+
+
+def _check_rate(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+class MultiLayerNetExtend(LayerNet):
+    """The book's fully connected network with optional BatchNorm and Dropout (ch. 6).
+
+    Layers: ``Affine1 [BatchNorm1] Activation_function1 [Dropout1] ... Affine{n+1}`` then
+    SoftmaxWithLoss; params ``W1, b1, [gamma1, beta1], ...``. ``weight_init_std`` is
+    ``'relu'``/``'he'``, ``'sigmoid'``/``'xavier'`` or a number (see :mod:`xpnet.init`).
+    Weights come from a NumPy generator seeded with ``seed`` (the same on every backend);
+    dropout masks from an :class:`~xpnet.Generator` on ``device`` seeded from it.
+    ``dropout_ration`` is the book's spelling; ``dropout_ratio`` is accepted too.
+    """
+
+    def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+                 activation: str = "relu", weight_init_std: str | float = "relu",
+                 weight_decay_lambda: float = 0, use_dropout: bool = False,
+                 dropout_ration: float = 0.5, use_batchnorm: bool = False, *,
+                 dropout_ratio: float | None = None, device: str | Device = "cpu",
+                 dtype: str = "float32", seed: int | None = None) -> None:
+        ratio = dropout_ration if dropout_ratio is None else dropout_ratio
+        self._build(input_size, hidden_size_list, output_size, activation, weight_init_std,
+                    weight_decay_lambda, ratio if use_dropout else None, use_batchnorm,
+                    device, dtype, seed)
+        self.config.update({"model": "mlp-extend", "use_dropout": bool(use_dropout),
+                            "dropout_ration": ratio, "use_batchnorm": bool(use_batchnorm)})
+
+    def _build(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+               activation: str, weight_init_std: str | float, weight_decay_lambda: float,
+               dropout_ratio: float | None, use_batchnorm: bool, device: str | Device,
+               dtype: str, seed: int | None) -> None:
+        sizes = [check_size("input_size", input_size),
+                 *(check_size("hidden_size_list entry", h) for h in hidden_size_list),
+                 check_size("output_size", output_size)]
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(f"unknown activation {activation!r}; use one of {', '.join(_ACTIVATIONS)}")
+        self.device = resolve_device(device)
+        self.dtype = check_dtype(dtype)
+        self.weight_decay_lambda = _check_rate("weight_decay_lambda", weight_decay_lambda)
+        self.has_train_mode = dropout_ratio is not None or use_batchnorm
+        self.input_shape = (sizes[0],)
+        self.config = {"model": "mlp", "input_size": sizes[0], "hidden_size_list": sizes[1:-1],
+                       "output_size": sizes[-1], "activation": activation,
+                       "weight_init_std": weight_init_std,
+                       "weight_decay_lambda": self.weight_decay_lambda}
+        rng = np.random.default_rng(seed)
+        dev, dt = self.device, self.dtype
+        self.params = {}
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            std = weight_std(weight_init_std, fan_in)
+            self.params[f"W{i}"] = normal_weight((fan_in, fan_out), std, rng, dev, dt)
+            self.params[f"b{i}"] = zeros((fan_out,), dev, dt)
+        masks = Generator(dev, int(rng.integers(2**31))) if dropout_ratio is not None else None
+        self.layers = OrderedDict()
+        self._slots = {}
+        last = len(sizes) - 1
+        for i in range(1, last + 1):
+            # the input is data, not a parameter: its gradient would be wasted work
+            self.layers[f"Affine{i}"] = Affine(self.params[f"W{i}"], self.params[f"b{i}"],
+                                               input_grad=i > 1)
+            self._slots[f"W{i}"] = (f"Affine{i}", "W")
+            self._slots[f"b{i}"] = (f"Affine{i}", "b")
+            if i == last:
+                break
+            if use_batchnorm:
+                self.params[f"gamma{i}"] = ones((sizes[i],), dev, dt)
+                self.params[f"beta{i}"] = zeros((sizes[i],), dev, dt)
+                self.layers[f"BatchNorm{i}"] = BatchNormalization(
+                    self.params[f"gamma{i}"], self.params[f"beta{i}"],
+                    running_mean=zeros((sizes[i],), dev, dt), running_var=ones((sizes[i],), dev, dt))
+                self._slots[f"gamma{i}"] = (f"BatchNorm{i}", "gamma")
+                self._slots[f"beta{i}"] = (f"BatchNorm{i}", "beta")
+            self.layers[f"Activation_function{i}"] = _ACTIVATIONS[activation]()
+            if dropout_ratio is not None:
+                self.layers[f"Dropout{i}"] = Dropout(dropout_ratio, rng=masks)
+        self.lastLayer = SoftmaxWithLoss()
+
+
+class MultiLayerNet(MultiLayerNetExtend):
+    """The book's fully connected network of any depth (ch. 6), with weight decay.
+
+    ``Affine1 Activation_function1 ... Affine{n+1}`` then SoftmaxWithLoss; params
+    ``W1, b1, ..., W{n+1}, b{n+1}``. See :class:`MultiLayerNetExtend` for the arguments.
+    """
+
+    def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+                 activation: str = "relu", weight_init_std: str | float = "relu",
+                 weight_decay_lambda: float = 0, *, device: str | Device = "cpu",
+                 dtype: str = "float32", seed: int | None = None) -> None:
+        self._build(input_size, hidden_size_list, output_size, activation, weight_init_std,
+                    weight_decay_lambda, None, False, device, dtype, seed)
+
+
+_DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
+
+
+class SimpleConvNet(LayerNet):
+    """The book's convolutional network (ch. 7): conv - relu - pool - affine - relu - affine - softmax.
+
+    ``conv_param`` holds ``filter_num``, ``filter_size``, ``pad`` and ``stride`` (missing keys
+    take the book's 30, 5, 0, 1); pooling is 2x2 with stride 2. Params ``W1, b1`` (the
+    filters), ``W2, b2``, ``W3, b3``. ``weight_init_std`` is the book's 0.01, or ``'he'`` etc.
+    """
+
+    def __init__(self, input_dim: Sequence[int] = (1, 28, 28),
+                 conv_param: Mapping[str, int] | None = None, hidden_size: int = 100,
+                 output_size: int = 10, weight_init_std: str | float = 0.01, *,
+                 weight_decay_lambda: float = 0, device: str | Device = "cpu",
+                 dtype: str = "float32", seed: int | None = None) -> None:
+        if len(input_dim) != 3:
+            raise ConfigError(f"input_dim must be (channels, height, width), got {input_dim!r}")
+        channels, height, width = (check_size("input_dim entry", d) for d in input_dim)
+        unknown = set(conv_param or {}) - set(_DEFAULT_CONV_PARAM)
+        if unknown:
+            raise ConfigError(f"unknown conv_param keys {sorted(unknown)}; it takes "
+                              f"{', '.join(_DEFAULT_CONV_PARAM)}")
+        conv = {**_DEFAULT_CONV_PARAM, **(conv_param or {})}
+        filter_num = check_size("filter_num", conv["filter_num"])
+        filter_size = check_size("filter_size", conv["filter_size"])
+        check_size("stride", conv["stride"])
+        if isinstance(conv["pad"], bool) or not isinstance(conv["pad"], int) or conv["pad"] < 0:
+            raise ConfigError(f"pad must be a non-negative integer, got {conv['pad']!r}")
+        hidden_size = check_size("hidden_size", hidden_size)
+        output_size = check_size("output_size", output_size)
+        conv_h = conv_output_size(height, filter_size, conv["stride"], conv["pad"])
+        conv_w = conv_output_size(width, filter_size, conv["stride"], conv["pad"])
+        if min(conv_h, conv_w) < 2:
+            raise ConfigError(f"a {filter_size}x{filter_size} filter with stride {conv['stride']} and "
+                              f"pad {conv['pad']} leaves {conv_h}x{conv_w} outputs of a {height}x{width} "
+                              "image; the 2x2 pooling needs at least 2x2")
+        pool_size = filter_num * (conv_h // 2) * (conv_w // 2)
+
+        self.device = resolve_device(device)
+        self.dtype = check_dtype(dtype)
+        self.weight_decay_lambda = _check_rate("weight_decay_lambda", weight_decay_lambda)
+        self.input_shape = (channels, height, width)
+        self.config = {"model": "convnet", "input_dim": [channels, height, width],
+                       "conv_param": conv, "hidden_size": hidden_size, "output_size": output_size,
+                       "weight_init_std": weight_init_std,
+                       "weight_decay_lambda": self.weight_decay_lambda}
+        rng = np.random.default_rng(seed)
+        dev, dt = self.device, self.dtype
+        fan_in_conv = channels * filter_size * filter_size
+        self.params = {
+            "W1": normal_weight((filter_num, channels, filter_size, filter_size),
+                                weight_std(weight_init_std, fan_in_conv), rng, dev, dt),
+            "b1": zeros((filter_num,), dev, dt),
+            "W2": normal_weight((pool_size, hidden_size), weight_std(weight_init_std, pool_size),
+                                rng, dev, dt),
+            "b2": zeros((hidden_size,), dev, dt),
+            "W3": normal_weight((hidden_size, output_size), weight_std(weight_init_std, hidden_size),
+                                rng, dev, dt),
+            "b3": zeros((output_size,), dev, dt),
+        }
+        self.layers = OrderedDict()
+        self.layers["Conv1"] = Convolution(self.params["W1"], self.params["b1"], conv["stride"],
+                                           conv["pad"], input_grad=False)
+        self.layers["Relu1"] = ReLU()
+        self.layers["Pool1"] = Pooling(pool_h=2, pool_w=2, stride=2)
+        self.layers["Affine1"] = Affine(self.params["W2"], self.params["b2"])
+        self.layers["Relu2"] = ReLU()
+        self.layers["Affine2"] = Affine(self.params["W3"], self.params["b3"])
+        self.lastLayer = SoftmaxWithLoss()
+        self._slots = {"W1": ("Conv1", "W"), "b1": ("Conv1", "b"), "W2": ("Affine1", "W"),
+                       "b2": ("Affine1", "b"), "W3": ("Affine2", "W"), "b3": ("Affine2", "b")}
+
+
 # config["model"] -> network class; each class takes its config's other keys as arguments
-MODELS: dict[str, type] = {"two-layer": TwoLayerNet}
+MODELS: dict[str, type] = {"two-layer": TwoLayerNet, "mlp": MultiLayerNet,
+                           "mlp-extend": MultiLayerNetExtend, "convnet": SimpleConvNet}
 
 
 def from_config(config: dict[str, Any], *, device: str | Device = "cpu", dtype: str = "float32",
@@ -149,3 +416,43 @@ def from_config(config: dict[str, Any], *, device: str | Device = "cpu", dtype: 
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
     return MODELS[name](**kwargs, device=device, dtype=dtype, seed=seed)
+
+
+# build_model's names, for the CLI's --model choices
+MODEL_NAMES = ("mlp", "mlp-bn", "convnet")
+
+
+def build_model(name: str, *, input_shape: tuple[int, ...], hidden: Sequence[int], output_size: int,
+                activation: str = "relu", weight_decay: float = 0.0, device: str | Device = "cpu",
+                dtype: str = "float32", seed: int | None = None) -> Any:
+    """A network by name, as the trainer builds it.
+
+    - ``"mlp"``: one ReLU hidden layer without weight decay is the book's
+      :class:`TwoLayerNet` (std 0.01 init, which reaches ~97% on MNIST); anything else is
+      a :class:`MultiLayerNet` with He init for ReLU and Xavier for sigmoid, which deep
+      networks need to train at all.
+    - ``"mlp-bn"``: :class:`MultiLayerNetExtend` with BatchNorm after every hidden Affine.
+    - ``"convnet"``: :class:`SimpleConvNet` with one hidden layer of ``hidden[0]`` units;
+      ``input_shape`` is (channels, height, width).
+
+    ``input_shape`` is one sample's shape; fully connected networks take its product.
+    """
+    if name not in MODEL_NAMES:
+        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    hidden = list(hidden)
+    placement = {"device": device, "dtype": dtype, "seed": seed}
+    if name == "convnet":
+        if len(hidden) != 1 or activation != "relu":
+            raise ConfigError(f"convnet has one ReLU hidden layer: give one hidden size and "
+                              f"activation 'relu', got hidden={hidden} activation={activation!r}")
+        return SimpleConvNet(tuple(input_shape), hidden_size=hidden[0], output_size=output_size,
+                             weight_decay_lambda=weight_decay, **placement)
+    input_size = int(np.prod(input_shape))
+    init = "sigmoid" if activation == "sigmoid" else "relu"
+    if name == "mlp-bn":
+        return MultiLayerNetExtend(input_size, hidden, output_size, activation, init, weight_decay,
+                                   use_batchnorm=True, **placement)
+    if len(hidden) == 1 and activation == "relu" and not weight_decay:
+        return TwoLayerNet(input_size, hidden[0], output_size, **placement)
+    return MultiLayerNet(input_size, hidden, output_size, activation, init, weight_decay,
+                         **placement)

@@ -1,0 +1,175 @@
+"""Dropout and Batch Normalization (book ch. 6), with a training and an inference mode.
+
+Both layers take ``forward(x, train_flg=True)`` and say so with ``has_train_mode = True``,
+which is how a network knows to pass the flag. Like every xpnet layer they find ``xp``
+from their inputs, create arrays on the input's device and never write into an argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from array_api_compat import device as array_device_of
+from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
+
+from .backend import Array, namespace_of
+from .backend import device as resolve_device
+from .errors import ConfigError, ShapeError
+from .random import Generator
+
+__all__ = ["Dropout", "BatchNormalization", "generator_for"]
+
+
+def generator_for(x: Array, seed: int | None = None) -> Generator:
+    """A :class:`~xpnet.Generator` that draws on the device ``x`` lives on."""
+    place = array_device_of(x)
+    if is_numpy_array(x):
+        spec = "cpu"
+    elif is_torch_array(x):
+        spec = f"torch:{place}"
+    elif is_cupy_array(x):
+        spec = f"cuda:{place.id}"
+    else:  # array-api-strict, whose device names are what the spec takes
+        spec = f"array_api_strict:{place._device}"
+    return Generator(resolve_device(spec), seed)
+
+
+class Dropout:
+    """Zero each input with probability ``dropout_ratio`` in training; identity in inference.
+
+    This is *inverted* dropout: training scales the kept inputs by ``1 / (1 - ratio)``, so
+    inference needs no scaling. The book scales at inference instead (``x * (1 - ratio)``);
+    both make the inference output the expected training output, but this way predicting
+    costs nothing and a network's output scale does not depend on the mode it is read in.
+
+    The mask is drawn on the input's device from ``rng`` (an :class:`~xpnet.Generator`;
+    a fresh unseeded one on the input's device when ``None``). Setting ``fixed_mask`` (a
+    boolean array shaped like the input, True = keep) makes every training forward use
+    that mask instead: gradient checks and cross-backend comparisons need the same mask
+    in every call.
+    """
+
+    param_names: tuple[str, ...] = ()
+    has_train_mode = True
+
+    def __init__(self, dropout_ratio: float = 0.5, *, rng: Generator | None = None,
+                 fixed_mask: Array | None = None) -> None:
+        if isinstance(dropout_ratio, bool) or not isinstance(dropout_ratio, (int, float)) \
+                or not 0 <= dropout_ratio < 1:
+            raise ConfigError(f"dropout_ratio must be a number in [0, 1), got {dropout_ratio!r}")
+        self.dropout_ratio = float(dropout_ratio)
+        self.rng = rng
+        self.fixed_mask = fixed_mask
+        self.mask = None  # the mask of the last training forward; None after inference
+        self._factor = None
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        if not train_flg:
+            self.mask = None
+            return x
+        if self.fixed_mask is not None:
+            mask = self.fixed_mask
+            if tuple(mask.shape) != tuple(x.shape):
+                raise ShapeError(f"Dropout.fixed_mask has shape {tuple(mask.shape)} but the input "
+                                 f"has shape {tuple(x.shape)}; set a mask shaped like the input")
+        else:
+            if self.rng is None:
+                self.rng = generator_for(x)
+            # P(u >= ratio) = 1 - ratio exactly for u uniform in [0, 1)
+            mask = self.rng.random(tuple(x.shape), x.dtype) >= self.dropout_ratio
+        xp = namespace_of(x, mask)
+        self.mask = mask
+        # a 0 / (1 / (1 - ratio)) factor: multiplying has no branches (NumPy's where is slower)
+        self._factor = xp.astype(mask, x.dtype) * (1.0 / (1.0 - self.dropout_ratio))
+        return x * self._factor
+
+    def backward(self, dout: Array) -> Array:
+        if self.mask is None:  # inference: the identity
+            return dout
+        return dout * self._factor
+
+
+class BatchNormalization:
+    """``out = gamma * (x - mean) / sqrt(var + eps) + beta``, with batch statistics in training.
+
+    Input (N, D) is normalised per feature over the batch; input (N, C, H, W) per channel
+    over N, H and W (what a convolutional network wants: one ``gamma``, ``beta`` per
+    channel, shape (C,)). The book reshapes 4-D input to (N, C*H*W), which normalises
+    each pixel separately and needs C*H*W parameters.
+
+    Inference (``train_flg=False``) uses ``running_mean`` and ``running_var``, which each
+    training forward moves towards the batch statistics:
+    ``running = momentum * running + (1 - momentum) * batch``. They are rebound, never
+    written in place, and stay on the device in their own dtype. They start at 0 and 1
+    (the book starts the variance at 0, so inference before training divides by ``sqrt(eps)``).
+    ``eps`` is the book's ``10e-7``.
+    """
+
+    param_names: tuple[str, ...] = ("gamma", "beta")
+    state_names: tuple[str, ...] = ("running_mean", "running_var")
+    has_train_mode = True
+
+    def __init__(self, gamma: Array, beta: Array, momentum: float = 0.9,
+                 running_mean: Array | None = None, running_var: Array | None = None,
+                 eps: float = 1e-6) -> None:
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
+                or not 0 <= momentum <= 1:
+            raise ConfigError(f"momentum must be a number in [0, 1], got {momentum!r}")
+        if not isinstance(eps, (int, float)) or not eps > 0:
+            raise ConfigError(f"eps must be a positive number, got {eps!r}")
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.train_flg = True
+        self.xn = None  # normalised input
+        self.std = None
+        self.axes: tuple[int, ...] = (0,)
+        self.dgamma = None
+        self.dbeta = None
+
+    def forward(self, x: Array, train_flg: bool = True) -> Array:
+        xp = namespace_of(x, self.gamma, self.beta)
+        if x.ndim not in (2, 4) or tuple(self.gamma.shape) != (x.shape[1],):
+            raise ShapeError(f"BatchNormalization got input of shape {tuple(x.shape)} with gamma of "
+                             f"shape {tuple(self.gamma.shape)}; it takes (N, D) or (N, C, H, W) "
+                             "input with gamma and beta of shape (D,) or (C,)")
+        channels = x.shape[1]
+        self.axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        shape = (1, channels) if x.ndim == 2 else (1, channels, 1, 1)  # broadcasts over axes
+        if self.running_mean is None:
+            self.running_mean = xp.zeros(channels, dtype=x.dtype, device=array_device_of(x))
+            self.running_var = xp.ones(channels, dtype=x.dtype, device=array_device_of(x))
+        if train_flg:
+            mu = xp.mean(x, axis=self.axes, keepdims=True)
+            xc = x - mu
+            var = xp.mean(xc * xc, axis=self.axes, keepdims=True)
+            self.std = xp.sqrt(var + self.eps)
+            self.xn = xc / self.std
+            self.running_mean = self._moved(self.running_mean, xp.reshape(mu, (channels,)))
+            self.running_var = self._moved(self.running_var, xp.reshape(var, (channels,)))
+        else:
+            self.std = xp.sqrt(xp.reshape(self.running_var, shape) + self.eps)
+            self.xn = (x - xp.reshape(self.running_mean, shape)) / self.std
+        self.train_flg = train_flg
+        return xp.reshape(self.gamma, shape) * self.xn + xp.reshape(self.beta, shape)
+
+    def _moved(self, running: Array, batch: Array) -> Array:
+        xp = namespace_of(running, batch)
+        # in the running statistic's dtype: a float64 gradient check must not promote them
+        return self.momentum * running + (1.0 - self.momentum) * xp.astype(batch, running.dtype)
+
+    def backward(self, dout: Array) -> Array:
+        xp = namespace_of(dout)
+        self.dbeta = xp.sum(dout, axis=self.axes)
+        self.dgamma = xp.sum(dout * self.xn, axis=self.axes)
+        shape = (1, dout.shape[1]) if dout.ndim == 2 else (1, dout.shape[1], 1, 1)
+        dxn = dout * xp.reshape(self.gamma, shape)
+        if not self.train_flg:  # the statistics are constants
+            return dxn / self.std
+        # the batch mean and variance depend on x too; this is the book's chain, collected
+        mean_dxn = xp.mean(dxn, axis=self.axes, keepdims=True)
+        mean_dxn_xn = xp.mean(dxn * self.xn, axis=self.axes, keepdims=True)
+        return (dxn - mean_dxn - self.xn * mean_dxn_xn) / self.std
