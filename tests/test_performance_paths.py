@@ -1,4 +1,4 @@
-"""The fast paths of docs/performance.md compute exactly what the plain formulas do, on every backend.
+"""The fast paths of docs/performance.md compute what the plain formulas do, on every backend.
 
 Each optimization replaced an obvious formula with a faster one (a 0/1 multiply for ``where``,
 an in-place bias add, a namespace cache, in-place parameter updates, chunked evaluation);

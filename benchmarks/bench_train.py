@@ -1,0 +1,718 @@
+"""Training-step benchmark: xpnet against the book's NumPy code, PyTorch and the GEMM floor.
+
+For each configuration (batch size, hidden size) of the 784-H-10 network it times one
+training step (draw a batch, forward, backward, SGD update) of:
+
+- ``xpnet f32`` / ``xpnet f64``: ``xpnet.TwoLayerNet`` on ``--device``, batches drawn and
+  gathered on the device (``Generator.integers`` + ``xp.take``), ``xpnet.optim.SGD``;
+- ``book``: the book's chapter-5 code in plain NumPy, written out below (float64
+  parameters, float32 images, one-hot float64 labels, ``np.random.choice``, the full backward
+  including the first layer's ``dx``, its ``softmax`` and ``cross_entropy_error``);
+- ``torch``: PyTorch eager on the same device (two ``nn.Linear``, ReLU, ``F.cross_entropy``,
+  ``torch.optim.SGD``), float32, when torch is installed;
+- ``bound``: the step's matrix products alone (forward 2; backward dW2, dx2, dW1), float32,
+  at the same shapes and layouts, with NumPy on the CPU (CuPy or torch on a GPU): the floor.
+
+The implementations are interleaved window by window (A B C D E, B C D E A, ...), so
+machine noise hits all alike; each number is the median ms per step over the windows.
+It then times one evaluation of train and test accuracy (70,000 samples), and with
+``--book-run`` the book's whole run (10000 iterations on real MNIST, accuracy every epoch)
+both ways: the book's code and ``examples/train_mnist.py``.
+
+    python benchmarks/bench_train.py [--device SPEC] [--json PATH] [--quick] [--book-run]
+                                     [--threads N]
+
+Data are synthetic, MNIST-shaped (uniform [0, 1) features, labels 0..9), except for
+``--book-run``. See docs/performance.md for results and how to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import runpy
+import statistics
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="xpnet device spec (default cpu); "
+                        "PyTorch runs on the matching device (cuda for cuda/cupy/torch:cuda)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (a few seconds): "
+                        "short windows, numbers not meaningful")
+    parser.add_argument("--book-run", action="store_true",
+                        help="also time the book's whole run on real MNIST, both ways")
+    parser.add_argument("--threads", type=int, help="CPU threads for BLAS and PyTorch "
+                        "(default: the libraries' defaults, usually one per core)")
+    parser.add_argument("--windows", type=int, help="timing windows per implementation "
+                        "(default 15, --quick 3)")
+    parser.add_argument("--window-s", type=float, help="seconds per window (default 0.25)")
+    parser.add_argument("--gap-s", type=float, default=0.2, help="idle seconds before each "
+                        "window, so the previous library's BLAS threads stop spinning (0.2)")
+    return parser.parse_args()
+
+
+ARGS = parse_args() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.threads:  # BLAS reads these once, when it loads
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402  (after the thread settings)
+
+import xpnet  # noqa: E402
+
+CONFIGS = [(100, 50), (100, 1000), (1000, 50), (1000, 1000)]  # (batch size, hidden size)
+INPUT, CLASSES, LR = 784, 10, 0.1
+N_TRAIN, N_TEST = 60000, 10000
+EVAL_BATCH = 10000
+# (batch, hidden) -> (max xpnet f32 / torch f32, max xpnet f32 / GEMM bound) on the 2-core CPU
+TARGETS = {(100, 50): (0.6, 2.0), (1000, 1000): (0.95, 1.2)}
+
+
+# --- the book's implementation (Deep Learning from Scratch, ch. 5; common/functions.py) ---------
+
+def book_softmax(x):
+    if x.ndim == 2:
+        x = x.T
+        x = x - np.max(x, axis=0)
+        y = np.exp(x) / np.sum(np.exp(x), axis=0)
+        return y.T
+    x = x - np.max(x)
+    return np.exp(x) / np.sum(np.exp(x))
+
+
+def book_cross_entropy_error(y, t):
+    if y.ndim == 1:
+        t = t.reshape(1, t.size)
+        y = y.reshape(1, y.size)
+    if t.size == y.size:
+        t = t.argmax(axis=1)
+    batch_size = y.shape[0]
+    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
+
+
+class BookRelu:
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        self.mask = (x <= 0)
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        dout[self.mask] = 0
+        dx = dout
+        return dx
+
+
+class BookAffine:
+    def __init__(self, W, b):
+        self.W = W
+        self.b = b
+        self.x = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        self.x = x
+        out = np.dot(self.x, self.W) + self.b
+        return out
+
+    def backward(self, dout):
+        dx = np.dot(dout, self.W.T)
+        self.dW = np.dot(self.x.T, dout)
+        self.db = np.sum(dout, axis=0)
+        return dx
+
+
+class BookSoftmaxWithLoss:
+    def __init__(self):
+        self.loss = None
+        self.y = None
+        self.t = None
+
+    def forward(self, x, t):
+        self.t = t
+        self.y = book_softmax(x)
+        self.loss = book_cross_entropy_error(self.y, self.t)
+        return self.loss
+
+    def backward(self, dout=1):
+        batch_size = self.t.shape[0]
+        if self.t.size == self.y.size:
+            dx = (self.y - self.t) / batch_size
+        else:
+            dx = self.y.copy()
+            dx[np.arange(batch_size), self.t] -= 1
+            dx = dx / batch_size
+        return dx
+
+
+class BookTwoLayerNet:
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
+        self.params = {}
+        self.params['W1'] = weight_init_std * np.random.randn(input_size, hidden_size)
+        self.params['b1'] = np.zeros(hidden_size)
+        self.params['W2'] = weight_init_std * np.random.randn(hidden_size, output_size)
+        self.params['b2'] = np.zeros(output_size)
+        self.layers = OrderedDict()
+        self.layers['Affine1'] = BookAffine(self.params['W1'], self.params['b1'])
+        self.layers['Relu1'] = BookRelu()
+        self.layers['Affine2'] = BookAffine(self.params['W2'], self.params['b2'])
+        self.lastLayer = BookSoftmaxWithLoss()
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        y = self.predict(x)
+        return self.lastLayer.forward(y, t)
+
+    def accuracy(self, x, t):
+        y = self.predict(x)
+        y = np.argmax(y, axis=1)
+        if t.ndim != 1:
+            t = np.argmax(t, axis=1)
+        accuracy = np.sum(y == t) / float(x.shape[0])
+        return accuracy
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = 1
+        dout = self.lastLayer.backward(dout)
+        layers = list(self.layers.values())
+        layers.reverse()
+        for layer in layers:
+            dout = layer.backward(dout)
+        grads = {}
+        grads['W1'], grads['b1'] = self.layers['Affine1'].dW, self.layers['Affine1'].db
+        grads['W2'], grads['b2'] = self.layers['Affine2'].dW, self.layers['Affine2'].db
+        return grads
+
+
+def book_one_hot(labels: np.ndarray) -> np.ndarray:
+    """The book's ``_change_one_hot_label``: float64 rows."""
+    t = np.zeros((labels.size, CLASSES))
+    t[np.arange(labels.size), labels] = 1
+    return t
+
+
+# --- the machine ------------------------------------------------------------------------------
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def openblas_threads() -> int | None:
+    """Threads of the OpenBLAS that NumPy loaded, asked through its C API (None if unknown)."""
+    import ctypes
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/maps").read_text().splitlines():
+            if "openblas" in line and line.endswith(".so"):
+                lib = ctypes.CDLL(line.split()[-1])
+                for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                             "openblas_get_num_threads"):
+                    if hasattr(lib, name):
+                        return int(getattr(lib, name)())
+    return None
+
+
+def environment(dev: xpnet.Device, torch: Any) -> dict[str, Any]:
+    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    env = {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(), "numpy": np.__version__,
+        "numpy_blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
+        "numpy_blas_threads": openblas_threads(), "xpnet": xpnet.__version__,
+        "device": dev.name, "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                  "MKL_NUM_THREADS") if k in os.environ},
+    }
+    if torch is not None:
+        env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()
+    if dev.backend == "cupy":
+        import cupy
+
+        env["cupy"] = cupy.__version__
+        env["gpu"] = cupy.cuda.runtime.getDeviceProperties(dev.index)["name"].decode()
+    elif dev.backend == "torch" and dev.array_device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(dev.array_device)
+    return env
+
+
+# --- the implementations: each is a step() and a sync() --------------------------------------
+
+class Impl:
+    """One thing to time: ``step()`` does one unit of work, ``sync()`` waits for the device."""
+
+    def __init__(self, name: str, step: Callable[[], Any], sync: Callable[[], None]) -> None:
+        self.name, self.step, self.sync = name, step, sync
+
+
+def no_sync() -> None:
+    return None
+
+
+def device_sync(dev: xpnet.Device) -> Callable[[], None]:
+    """What waits for ``dev``'s queued work (GPU kernels run asynchronously)."""
+    if dev.backend == "cupy":
+        import cupy
+
+        return lambda: cupy.cuda.get_current_stream().synchronize()
+    if dev.backend == "torch" and dev.array_device.type == "cuda":
+        import torch
+
+        return torch.cuda.synchronize
+    return no_sync
+
+
+def torch_device_for(dev: xpnet.Device, torch: Any) -> Any:
+    if dev.backend == "torch":
+        return dev.array_device
+    if dev.backend == "cupy":
+        return torch.device("cuda", dev.index) if torch.cuda.is_available() else None
+    return torch.device("cpu")
+
+
+class Data:
+    """Synthetic MNIST-shaped data on the host, and its copies on each device, made once."""
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.x_train = rng.random((N_TRAIN, INPUT), dtype=np.float32)
+        self.x_test = rng.random((N_TEST, INPUT), dtype=np.float32)
+        self.t_train = rng.integers(0, CLASSES, N_TRAIN)
+        self.t_test = rng.integers(0, CLASSES, N_TEST)
+        self.book = {"t_train": book_one_hot(self.t_train), "t_test": book_one_hot(self.t_test)}
+        self._sent: dict[tuple[str, str], tuple] = {}
+
+    def on(self, dev: xpnet.Device, dtype: str) -> tuple:
+        key = (dev.name, dtype)
+        if key not in self._sent:
+            self._sent[key] = (dev.send(self.x_train, dtype), dev.send(self.t_train, "int64"),
+                               dev.send(self.x_test, dtype), dev.send(self.t_test, "int64"))
+        return self._sent[key]
+
+
+def xpnet_impl(dev: xpnet.Device, dtype: str, data: Data, batch: int, hidden: int) -> Impl:
+    from xpnet.optim import SGD
+
+    xp = dev.xp
+    x, t, _, _ = data.on(dev, dtype)
+    net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
+    generator = xpnet.Generator(dev, seed=0)
+    optimizer = SGD(lr=LR)
+
+    def step() -> None:
+        with dev:
+            batch_mask = generator.integers(N_TRAIN, batch)
+            x_batch = xp.take(x, batch_mask, axis=0)
+            t_batch = xp.take(t, batch_mask, axis=0)
+            optimizer.update(net.params, net.gradient(x_batch, t_batch))
+
+    return Impl(f"xpnet {dtype.replace('float', 'f')}", step, device_sync(dev))
+
+
+def book_impl(data: Data, batch: int, hidden: int) -> Impl:
+    np.random.seed(0)
+    network = BookTwoLayerNet(input_size=INPUT, hidden_size=hidden, output_size=CLASSES)
+    x_train, t_train = data.x_train, data.book["t_train"]
+
+    def step() -> None:
+        batch_mask = np.random.choice(N_TRAIN, batch)
+        x_batch = x_train[batch_mask]
+        t_batch = t_train[batch_mask]
+        grad = network.gradient(x_batch, t_batch)
+        for key in ('W1', 'b1', 'W2', 'b2'):
+            network.params[key] -= LR * grad[key]
+
+    return Impl("book", step, no_sync)
+
+
+def torch_model(torch: Any, where: Any, hidden: int) -> Any:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(INPUT, hidden), torch.nn.ReLU(),
+                               torch.nn.Linear(hidden, CLASSES)).to(where)
+
+
+def torch_sync(torch: Any, where: Any) -> Callable[[], None]:
+    return torch.cuda.synchronize if where.type == "cuda" else no_sync
+
+
+def torch_impl(torch: Any, where: Any, data: Data, batch: int, hidden: int) -> Impl:
+    functional = torch.nn.functional
+    x = torch.as_tensor(data.x_train, device=where)
+    t = torch.as_tensor(data.t_train, device=where)
+    model = torch_model(torch, where, hidden)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    generator = torch.Generator(device=where).manual_seed(0)
+
+    def step() -> None:
+        batch_mask = torch.randint(N_TRAIN, (batch,), device=where, generator=generator)
+        x_batch, t_batch = x[batch_mask], t[batch_mask]
+        optimizer.zero_grad(set_to_none=True)
+        functional.cross_entropy(model(x_batch), t_batch).backward()
+        optimizer.step()
+
+    return Impl("torch f32", step, torch_sync(torch, where))
+
+
+def gemm_library(dev: xpnet.Device) -> tuple[str, Callable[[np.ndarray], Any], xpnet.Device]:
+    """(name, host array -> array there, device) of the library that times the products alone.
+
+    NumPy on the CPU; on a GPU CuPy where it works, else torch on that GPU.
+    """
+    if dev.backend == "cupy":
+        import cupy
+
+        def to_gpu(host: np.ndarray) -> Any:
+            with dev:
+                return cupy.asarray(host)
+
+        return "cupy", to_gpu, dev
+    if dev.backend == "torch" and dev.array_device.type == "cuda":
+        count, _ = xpnet.cuda_status()
+        if count > dev.index:
+            return gemm_library(xpnet.device(f"cuda:{dev.index}"))
+        import torch
+
+        return "torch", lambda host: torch.as_tensor(host, device=dev.array_device), dev
+    return "numpy", lambda host: host, xpnet.device("cpu")
+
+
+def step_flops(batch: int, hidden: int) -> int:
+    """FLOPs of the step's products: x@W1, h@W2; dW2 = h.T@d, dx2 = d@W2.T, dW1 = x.T@dh."""
+    return 2 * batch * hidden * (2 * INPUT + 3 * CLASSES)
+
+
+def bound_impl(dev: xpnet.Device, batch: int, hidden: int) -> Impl:
+    name, send, where = gemm_library(dev)
+    rng = np.random.default_rng(1)
+    shapes = [(batch, INPUT), (INPUT, hidden), (batch, hidden), (hidden, CLASSES),
+              (batch, CLASSES), (batch, hidden)]
+    x, W1, h, W2, d, dh = (send(rng.standard_normal(shape, dtype=np.float32)) for shape in shapes)
+
+    def step() -> None:
+        with where:  # CuPy's current GPU; nothing elsewhere
+            x @ W1        # forward, Affine1
+            h @ W2        # forward, Affine2
+            h.T @ d       # dW2
+            d @ W2.T      # dx2
+            x.T @ dh      # dW1 (no dx1: the input needs no gradient)
+
+    return Impl(f"bound ({name})", step, device_sync(where))
+
+
+# --- timing ----------------------------------------------------------------------------------
+
+def timed(impl: Impl, iterations: int) -> float:
+    """Seconds per iteration of ``iterations`` steps, the device drained before and after."""
+    impl.sync()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        impl.step()
+    impl.sync()
+    return (time.perf_counter() - start) / iterations
+
+
+def interleaved(impls: list[Impl], windows: int, window_s: float,
+                gap_s: float) -> dict[str, dict[str, float]]:
+    """Median ms per step of each implementation over ``windows`` interleaved windows.
+
+    A warm-up (one step, then ~window_s of steps) also sizes each window. The
+    starting implementation rotates every window, so none always follows the same other.
+    Each window starts after ``gap_s`` of sleep: OpenBLAS's and PyTorch's OpenMP worker
+    threads keep spinning for a while after their last call, and on a 2-core machine the
+    spinning threads of the previous window's library would slow the next one several-fold.
+    Then one untimed step wakes this library's threads (unless a window is a single step).
+    """
+    iterations = {}
+    for impl in impls:
+        per_step = timed(impl, 1)
+        if window_s:
+            time.sleep(gap_s)
+            per_step = timed(impl, max(1, int(window_s / per_step)))
+        iterations[impl.name] = max(1, round(window_s / per_step))
+    samples: dict[str, list[float]] = {impl.name: [] for impl in impls}
+    for w in range(windows):
+        for impl in impls[w % len(impls):] + impls[:w % len(impls)]:
+            time.sleep(gap_s)
+            if iterations[impl.name] > 1:
+                impl.step()
+            samples[impl.name].append(timed(impl, iterations[impl.name]) * 1e3)
+    return {name: {"ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
+                   "iterations_per_window": iterations[name], "windows": len(ms)}
+            for name, ms in samples.items()}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}" if value < 10 else f"{value:.1f}"
+
+
+# --- the three parts ---------------------------------------------------------------------------
+
+def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_s: float,
+                gap_s: float, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """The training step of every implementation, for each (batch, hidden) in CONFIGS."""
+    rows = []
+    torch_where = torch_device_for(dev, torch) if torch is not None else None
+    for batch, hidden in CONFIGS:
+        impls = [xpnet_impl(dev, "float32", data, batch, hidden),
+                 xpnet_impl(dev, "float64", data, batch, hidden),
+                 book_impl(data, batch, hidden)]
+        if torch_where is not None:
+            impls.append(torch_impl(torch, torch_where, data, batch, hidden))
+        impls.append(bound_impl(dev, batch, hidden))
+        times = interleaved(impls, windows, window_s, gap_s)
+        ms = {name.split(" (")[0]: t["ms"] for name, t in times.items()}
+        bound = ms["bound"]
+        row = {"batch": batch, "hidden": hidden, "ms": ms, "detail": times,
+               "bound_gflops": step_flops(batch, hidden) / (bound * 1e-3) / 1e9,
+               "xpnet_f32/book": ratio(ms["xpnet f32"], ms["book"]),
+               "xpnet_f64/book": ratio(ms["xpnet f64"], ms["book"]),
+               "xpnet_f32/torch": ratio(ms["xpnet f32"], ms.get("torch f32")),
+               "xpnet_f32/bound": ratio(ms["xpnet f32"], bound)}
+        rows.append(row)
+        say(f"  batch {batch:4d} hidden {hidden:4d}: " + ", ".join(
+            f"{name} {fmt(value)} ms" for name, value in ms.items()))
+    return rows
+
+
+def bench_eval(dev: xpnet.Device, torch: Any, data: Data, quick: bool, gap_s: float,
+               say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One evaluation of train + test accuracy (70,000 samples), as the book does every epoch."""
+    rows = []
+    torch_where = torch_device_for(dev, torch) if torch is not None else None
+    windows = 1 if quick else 3
+    for hidden in [50] if quick else [50, 1000]:
+        impls = []
+        for dtype in ("float32", "float64"):
+            x, t, x_test, t_test = data.on(dev, dtype)
+            net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
+
+            def evaluate(net=net, x=x, t=t, x_test=x_test, t_test=t_test) -> tuple[float, float]:
+                return (net.accuracy(x, t, batch_size=EVAL_BATCH),
+                        net.accuracy(x_test, t_test, batch_size=EVAL_BATCH))
+
+            impls.append(Impl(f"xpnet {dtype.replace('float', 'f')}", evaluate, no_sync))
+        np.random.seed(0)
+        book = BookTwoLayerNet(INPUT, hidden, CLASSES)
+        impls.append(Impl("book", lambda book=book: (
+            book.accuracy(data.x_train, data.book["t_train"]),
+            book.accuracy(data.x_test, data.book["t_test"])), no_sync))
+        if torch_where is not None:
+            model = torch_model(torch, torch_where, hidden)
+            tensors = [torch.as_tensor(a, device=torch_where) for a in
+                       (data.x_train, data.t_train, data.x_test, data.t_test)]
+
+            def torch_eval(model=model, tensors=tensors) -> tuple[float, float]:
+                with torch.inference_mode():
+                    return tuple(
+                        sum(int((model(x[i:i + EVAL_BATCH]).argmax(1) == t[i:i + EVAL_BATCH]).sum())
+                            for i in range(0, x.shape[0], EVAL_BATCH)) / x.shape[0]
+                        for x, t in (tensors[:2], tensors[2:]))
+
+            impls.append(Impl("torch f32", torch_eval, no_sync))
+        # windows of ~0.5 s: the fast evaluations run several times per window
+        times = interleaved(impls, windows, 0.0 if quick else 0.5, gap_s)
+        ms = {name: t["ms"] for name, t in times.items()}
+        rows.append({"hidden": hidden, "ms": ms, "detail": times,
+                     "xpnet_f32/book": ratio(ms["xpnet f32"], ms["book"]),
+                     "xpnet_f32/torch": ratio(ms["xpnet f32"], ms.get("torch f32"))})
+        say(f"  evaluation, hidden {hidden:4d}: " + ", ".join(
+            f"{name} {fmt(value)} ms" for name, value in ms.items()))
+    return rows
+
+
+def book_run_book() -> float:
+    """The book's train_neuralnet.py on real MNIST; returns the final test accuracy."""
+    from xpnet.datasets import load_mnist
+
+    (x_train, t_train), (x_test, t_test) = load_mnist(normalize=True)
+    t_train, t_test = book_one_hot(t_train), book_one_hot(t_test)
+    network = BookTwoLayerNet(input_size=784, hidden_size=50, output_size=10)
+    iters_num = 10000
+    train_size = x_train.shape[0]
+    batch_size = 100
+    learning_rate = 0.1
+    train_loss_list = []
+    train_acc_list = []
+    test_acc_list = []
+    iter_per_epoch = max(train_size / batch_size, 1)
+    for i in range(iters_num):
+        batch_mask = np.random.choice(train_size, batch_size)
+        x_batch = x_train[batch_mask]
+        t_batch = t_train[batch_mask]
+        grad = network.gradient(x_batch, t_batch)
+        for key in ('W1', 'b1', 'W2', 'b2'):
+            network.params[key] -= learning_rate * grad[key]
+        loss = network.loss(x_batch, t_batch)
+        train_loss_list.append(loss)
+        if i % iter_per_epoch == 0:
+            train_acc = network.accuracy(x_train, t_train)
+            test_acc = network.accuracy(x_test, t_test)
+            train_acc_list.append(train_acc)
+            test_acc_list.append(test_acc)
+            print(train_acc, test_acc)
+    return network.accuracy(x_test, t_test)
+
+
+def book_run_xpnet(spec: str, seed: int) -> float:
+    """examples/train_mnist.py, run in this process; returns the final test accuracy it printed."""
+    script = Path(__file__).resolve().parent.parent / "examples" / "train_mnist.py"
+    saved = sys.argv
+    sys.argv = [str(script), "--device", spec, "--seed", str(seed)]
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output):
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = saved
+    last = output.getvalue().strip().splitlines()[-1]
+    return float(last.split("test acc")[1].split(",")[0])
+
+
+def bench_book_run(spec: str, repeats: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """The whole book run both ways, alternated ``repeats`` times; medians of the wall times."""
+    seconds: dict[str, list[float]] = {"book": [], "xpnet": []}
+    accuracy = {}
+    for r in range(repeats):
+        np.random.seed(r)
+        for name, run in (("book", book_run_book), ("xpnet", partial(book_run_xpnet, spec, r))):
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                accuracy[name] = run()
+            seconds[name].append(time.perf_counter() - start)
+            say(f"  book run {r + 1}/{repeats}, {name}: {seconds[name][-1]:.2f} s, "
+                f"test accuracy {accuracy[name]:.4f}")
+    median = {name: statistics.median(s) for name, s in seconds.items()}
+    return {"seconds": median, "all_seconds": seconds, "final_test_accuracy": accuracy,
+            "speedup": median["book"] / median["xpnet"]}
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def report(env: dict[str, Any], steps: list[dict], evals: list[dict], book_run: dict | None,
+           quick: bool, say: Callable[[str], None]) -> None:
+    say("")
+    say("Training step, ms per step (median over interleaved windows); ratios < 1: xpnet faster")
+    names = list(steps[0]["ms"])
+    header = ["batch", "hidden", *names, "bound GFLOP/s", "f32/book", "f64/book", "f32/torch",
+              "f32/bound"]
+    lines = [header]
+    for row in steps:
+        lines.append([str(row["batch"]), str(row["hidden"]), *(fmt(row["ms"][n]) for n in names),
+                      f"{row['bound_gflops']:.0f}", fmt(row["xpnet_f32/book"]),
+                      fmt(row["xpnet_f64/book"]), fmt(row["xpnet_f32/torch"]),
+                      fmt(row["xpnet_f32/bound"])])
+    table(lines, say)
+    say("")
+    say(f"Evaluation of train + test accuracy ({N_TRAIN + N_TEST} samples; xpnet and torch in "
+        f"batches of {EVAL_BATCH}, the book all at once), ms")
+    names = list(evals[0]["ms"])
+    lines = [["hidden", *names, "f32/book", "f32/torch"]]
+    for row in evals:
+        lines.append([str(row["hidden"]), *(fmt(row["ms"][n]) for n in names),
+                      fmt(row["xpnet_f32/book"]), fmt(row["xpnet_f32/torch"])])
+    table(lines, say)
+    say("")
+    say("Targets (2-core CPU)" + (": a quick run cannot tell" if quick else ":"))
+    for row in steps:
+        target = TARGETS.get((row["batch"], row["hidden"]))
+        if target:
+            for label, key, limit in (("xpnet f32 / torch f32", "xpnet_f32/torch", target[0]),
+                                      ("xpnet f32 / GEMM bound", "xpnet_f32/bound", target[1])):
+                value = row[key]
+                verdict = "-" if value is None or quick else (
+                    "ok" if value <= limit else "MISSED")
+                say(f"  batch {row['batch']}, hidden {row['hidden']}: {label} = {fmt(value)} "
+                    f"(<= {limit}) {verdict}")
+    if book_run:
+        s = book_run["seconds"]
+        verdict = "-" if quick else ("ok" if book_run["speedup"] >= 3 else "MISSED")
+        say(f"  book's whole run: book {s['book']:.2f} s, xpnet (examples/train_mnist.py) "
+            f"{s['xpnet']:.2f} s, {book_run['speedup']:.2f}x faster (>= 3) {verdict}")
+    say(f"Load average at start {env['load_average_at_start']}, at end "
+        f"{[round(v, 2) for v in os.getloadavg()]}: timings are only comparable within one run.")
+
+
+def table(lines: list[list[str]], say: Callable[[str], None]) -> None:
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    for k, line in enumerate(lines):
+        say("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+        if k == 0:
+            say("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    args = ARGS
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None and args.threads:
+        torch.set_num_threads(args.threads)
+    dev = xpnet.device(args.device)
+    windows = args.windows or (2 if args.quick else 15)
+    window_s = args.window_s or (0.02 if args.quick else 0.25)
+    started = time.perf_counter()
+    env = environment(dev, torch)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    say(f"xpnet training-step benchmark on {env['device']} "
+        f"({'quick smoke run, numbers not meaningful' if args.quick else 'full run'})")
+    for key in ("cpu", "cores", "gpu", "platform", "python", "numpy", "numpy_blas",
+                "numpy_blas_threads", "torch", "torch_threads", "cupy", "thread_env",
+                "load_average_at_start"):
+        if key in env:
+            say(f"  {key}: {env[key]}")
+    say(f"  {windows} windows of ~{window_s} s per implementation, each after {args.gap_s} s "
+        "idle; "
+        f"{'PyTorch not installed' if torch is None else 'PyTorch float32 eager'}")
+    data = Data()
+    gap_s = args.gap_s
+    steps = bench_steps(dev, torch, data, windows, window_s, gap_s, say)
+    evals = bench_eval(dev, torch, data, args.quick, gap_s, say)
+    book_run = bench_book_run(args.device, 1 if args.quick else 3, say) if args.book_run else None
+    report(env, steps, evals, book_run, args.quick, say)
+    say(f"Total {time.perf_counter() - started:.0f} s")
+    if args.json:
+        result = {"environment": env, "command": " ".join(sys.argv), "windows": windows,
+                  "window_s": window_s, "gap_s": gap_s, "steps": steps, "evaluation": evals,
+                  "book_run": book_run, "targets": {f"{b}x{h}": t for (b, h), t in TARGETS.items()}}
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        say(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
