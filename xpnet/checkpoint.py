@@ -162,9 +162,6 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | Device = "cpu",
     _load_params(path, network, _group(contents, "params/"), dev, dtype)
     buffers = _group(contents, "buffers/")
     if buffers:
-        if not callable(getattr(network, "load_state_dict", None)):
-            raise CheckpointError(f"checkpoint {path} has buffers ({', '.join(buffers)}) but its "
-                                  f"network {meta['config'].get('model')!r} takes none")
         try:
             network.load_state_dict(buffers)
         except XPNetError as exc:
