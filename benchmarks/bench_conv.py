@@ -5,7 +5,9 @@
 For each shape, times forward and forward+backward of ``xpnet.conv.Convolution`` (and
 ``Pooling``) against ``torch.nn.functional.conv2d`` (and ``max_pool2d``) with autograd,
 float32, as the median ms over timing windows that alternate between the two
-implementations, so machine noise hits both alike. Ratios below 1 mean xpnet is faster.
+implementations, so machine noise hits both alike; each window follows 0.2 s of idle time
+(OpenBLAS's and PyTorch's worker threads spin after a call and slow the other library on a
+2-core machine). Ratios below 1 mean xpnet is faster.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def _interleaved(contenders: dict[str, callable], windows: int, repeats: int) ->
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(windows):
         for name, fn in contenders.items():
+            # let the other library's spinning worker threads go idle, then one untimed call
+            time.sleep(0.2)
+            fn()
             samples[name].append(_timed(fn, repeats))
     return {name: statistics.median(values) for name, values in samples.items()}
 
