@@ -137,15 +137,19 @@ class Momentum(Optimizer):
     def config(self) -> dict[str, Any]:
         return {**super().config, "momentum": self.momentum}
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _velocity(self, params: dict[str, Array], key: str, grad: Array) -> Array:
+        """``v = momentum * v - lr * dW`` for parameter ``key``, stored and returned."""
         v = self._slot("v", key, params[key])
         v *= self.momentum
         v -= self.lr * grad
         self.state["v"][key] = v  # in place where allowed; rebinds on immutable backends
-        params[key] += v
+        return v
+
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+        params[key] += self._velocity(params, key, grad)
 
 
-class Nesterov(Optimizer):
+class Nesterov(Momentum):
     """Nesterov's accelerated gradient, in the book's form (which updates at the look-ahead point)::
 
         v = momentum * v - lr * dW
@@ -153,21 +157,9 @@ class Nesterov(Optimizer):
     """
 
     name = "nesterov"
-    slots = ("v",)
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        super().__init__(lr)
-        self.momentum = _check_fraction("momentum", momentum)
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {**super().config, "momentum": self.momentum}
 
     def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
-        v = self._slot("v", key, params[key])
-        v *= self.momentum
-        v -= self.lr * grad
-        self.state["v"][key] = v
+        v = self._velocity(params, key, grad)
         params[key] += self.momentum * self.momentum * v
         params[key] -= (1.0 + self.momentum) * self.lr * grad
 
