@@ -145,3 +145,14 @@ def test_generator_draws_on_the_device_reproducibly(spec):
     assert sorted(perm) == list(range(50))
     normal = xpnet.to_numpy(first.normal((4000,), "float64"))
     assert abs(normal.mean()) < 0.1 and abs(normal.std() - 1) < 0.1
+
+
+@pytest.mark.parametrize("spec", ["cpu", "torch:cpu", "torch:meta", "array_api_strict:device1"])
+def test_device_of_finds_where_an_array_lives(spec):
+    dev = xpnet.device(spec)
+    assert xpnet.device_of(dev.send(np.zeros(2))) == dev
+
+
+def test_device_of_refuses_a_non_array():
+    with pytest.raises(xpnet.DeviceError, match="list is not an array"):
+        xpnet.device_of([1.0, 2.0])

@@ -4,7 +4,7 @@
 >>> net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", seed=0)
 """
 
-from .backend import Device, cuda_status, device, namespace_of, to_numpy
+from .backend import Device, cuda_status, device, device_of, namespace_of, to_numpy
 from .errors import (BackendMismatchError, ConfigError, DataError, DeviceError, GradientCheckError,
                      ShapeError, XPNetError)
 from .functions import cross_entropy_error, log_softmax, sigmoid, softmax
@@ -22,7 +22,7 @@ from .regularization import BatchNormalization, Dropout
 __version__ = "0.1.0"
 
 __all__ = [
-    "Device", "device", "namespace_of", "to_numpy", "cuda_status", "Generator",
+    "Device", "device", "device_of", "namespace_of", "to_numpy", "cuda_status", "Generator",
     "XPNetError", "DeviceError", "BackendMismatchError", "ShapeError", "DataError",
     "GradientCheckError", "ConfigError",
     "sigmoid", "softmax", "log_softmax", "cross_entropy_error",

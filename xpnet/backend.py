@@ -33,7 +33,7 @@ from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array, to_d
 
 from .errors import BackendMismatchError, DeviceError
 
-__all__ = ["Device", "device", "namespace_of", "to_numpy", "cuda_status", "VALID_SPECS"]
+__all__ = ["Device", "device", "device_of", "namespace_of", "to_numpy", "cuda_status", "VALID_SPECS"]
 
 logger = logging.getLogger("xpnet")
 
@@ -129,6 +129,22 @@ def _library_of(x: Any) -> str | None:
     if type(x).__module__.startswith("array_api_strict"):
         return "array_api_strict"
     return None
+
+
+def device_of(x: Array) -> Device:
+    """The :class:`Device` array ``x`` lives on (to create more arrays beside it)."""
+    library = _library_of(x)
+    if library is None:
+        raise DeviceError(f"{type(x).__name__} is not an array of NumPy, CuPy, PyTorch or "
+                          "array-api-strict")
+    where = array_device_of(x)
+    if library == "numpy":
+        return device("cpu")
+    if library == "torch":
+        return device(f"torch:{where}")  # torch.device prints as cpu, cuda:N or meta
+    if library == "cupy":
+        return device(f"cuda:{where.id}")
+    return device(f"array_api_strict:{where._device}")
 
 
 def to_numpy(x: Array) -> np.ndarray:

@@ -10,10 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from array_api_compat import device as array_device_of
-from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array
 
-from .backend import Array, namespace_of
-from .backend import device as resolve_device
+from .backend import Array, device_of, namespace_of
 from .errors import ConfigError, ShapeError
 from .random import Generator
 
@@ -22,16 +20,7 @@ __all__ = ["Dropout", "BatchNormalization", "generator_for"]
 
 def generator_for(x: Array, seed: int | None = None) -> Generator:
     """A :class:`~xpnet.Generator` that draws on the device ``x`` lives on."""
-    place = array_device_of(x)
-    if is_numpy_array(x):
-        spec = "cpu"
-    elif is_torch_array(x):
-        spec = f"torch:{place}"
-    elif is_cupy_array(x):
-        spec = f"cuda:{place.id}"
-    else:  # array-api-strict, whose device names are what the spec takes
-        spec = f"array_api_strict:{place._device}"
-    return Generator(resolve_device(spec), seed)
+    return Generator(device_of(x), seed)
 
 
 class Dropout:
