@@ -184,12 +184,12 @@ class TwoLayerNet(LayerNet):
         self.config = {"model": "two-layer", "input_size": input_size, "hidden_size": hidden_size,
                        "output_size": output_size, "weight_init_std": weight_init_std}
         rng = np.random.default_rng(seed)
-        send = self.device.send
+        dev, dt = self.device, self.dtype
         self.params: dict[str, Array] = {
-            "W1": send(weight_init_std * rng.standard_normal((input_size, hidden_size)), self.dtype),
-            "b1": send(np.zeros(hidden_size), self.dtype),
-            "W2": send(weight_init_std * rng.standard_normal((hidden_size, output_size)), self.dtype),
-            "b2": send(np.zeros(output_size), self.dtype),
+            "W1": normal_weight((input_size, hidden_size), weight_init_std, rng, dev, dt),
+            "b1": zeros((hidden_size,), dev, dt),
+            "W2": normal_weight((hidden_size, output_size), weight_init_std, rng, dev, dt),
+            "b2": zeros((output_size,), dev, dt),
         }
         self.layers: OrderedDict[str, Any] = OrderedDict()
         # the input is data, not a parameter: its gradient would be wasted work

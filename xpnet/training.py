@@ -42,7 +42,7 @@ from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
 from .random import Generator
 
-__all__ = ["EpochRecord", "Trainer", "TrainingError", "TrainOptions", "DEFAULTS", "epoch_seed",
+__all__ = ["EpochRecord", "Trainer", "TrainingError", "TrainOptions", "DEFAULTS", "epoch_seed", "send_dataset",
            "run_training", "evaluate_checkpoint"]
 
 
@@ -79,6 +79,17 @@ EVAL_BATCH_SIZE = 2000
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of epoch ``epoch``'s batch order, a function of ``(seed, epoch)`` alone."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def send_dataset(network: Any, x: Any, t: Any) -> tuple[Array, Array]:
+    """``(x, t)`` on ``network``'s device: ``x`` in its dtype shaped ``(N, *input_shape)``,
+    integer labels as int64 (one-hot rows in the network's dtype)."""
+    dev = network.device
+    x = dev.send(x, network.dtype)
+    shape = (x.shape[0], *network.input_shape)
+    if tuple(x.shape) != shape:
+        x = dev.xp.reshape(x, shape)
+    return x, dev.send(t, "int64" if len(t.shape) == 1 else network.dtype)
 
 
 class Trainer:
@@ -119,13 +130,7 @@ class Trainer:
         self._losses: list[Array] = []  # this epoch's losses, still on the device
 
     def _send(self, x: Any, t: Any) -> tuple[Array, Array]:
-        dev, xp = self.device, self.device.xp
-        x = dev.send(x, self.network.dtype)
-        shape = (x.shape[0], *self.network.input_shape)
-        if tuple(x.shape) != shape:
-            x = xp.reshape(x, shape)
-        label_dtype = "int64" if len(t.shape) == 1 else self.network.dtype
-        return x, dev.send(t, label_dtype)
+        return send_dataset(self.network, x, t)
 
     def step(self, x_batch: Array, t_batch: Array) -> None:
         """One update: gradient, optimizer step, and the batch loss kept on the device."""
@@ -462,11 +467,8 @@ def evaluate_checkpoint(path: str, *, device: str | Device = "cpu", data_dir: st
     from .datasets import load_mnist
 
     network, _, _ = load_checkpoint(path, device=_training_device(device))
-    _, (x_test, t_test) = load_mnist(dtype=network.dtype, data_dir=data_dir)
-    dev = network.device
-    x = dev.send(x_test, network.dtype)
-    x = dev.xp.reshape(x, (x.shape[0], *network.input_shape))
-    t = dev.send(t_test, "int64")
+    _, test = load_mnist(dtype=network.dtype, data_dir=data_dir)
+    x, t = send_dataset(network, *test)
     correct = int(to_numpy(network.count_correct(x, t, min(eval_batch_size, x.shape[0]))))
     return correct / x.shape[0], correct, x.shape[0]
 
