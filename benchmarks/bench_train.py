@@ -10,6 +10,9 @@ training step (draw a batch, forward, backward, SGD update) of:
   including the first layer's ``dx``, its ``softmax`` and ``cross_entropy_error``);
 - ``torch``: PyTorch eager on the same device (two ``nn.Linear``, ReLU, ``F.cross_entropy``,
   ``torch.optim.SGD``), float32, when torch is installed;
+- ``plain``: the same step written out by hand in plain NumPy (CuPy on a GPU), float32, with
+  the fewest library calls and no framework: what eager, one-call-per-operation code costs,
+  so ``xpnet f32 / plain`` is xpnet's own overhead;
 - ``bound``: the step's matrix products alone (forward 2; backward dW2, dx2, dW1), float32,
   at the same shapes and layouts, with NumPy on the CPU (CuPy or torch on a GPU): the floor.
 
@@ -351,6 +354,45 @@ def book_impl(data: Data, batch: int, hidden: int) -> Impl:
     return Impl("book", step, no_sync)
 
 
+def plain_impl(dev: xpnet.Device, data: Data, batch: int, hidden: int) -> Impl | None:
+    """The step with nothing but library calls: xpnet's maths (integer labels, stable
+    softmax, fused gradient, no dx for the input) in NumPy, or CuPy on a CuPy device."""
+    if dev.backend not in ("numpy", "cupy"):
+        return None
+    lib = dev.xp_library
+    x, t, _, _ = data.on(dev, "float32")
+    with dev:
+        rng = lib.random.default_rng(0)
+        W1 = (0.01 * rng.standard_normal((INPUT, hidden))).astype(lib.float32)
+        W2 = (0.01 * rng.standard_normal((hidden, CLASSES))).astype(lib.float32)
+        b1, b2 = lib.zeros(hidden, lib.float32), lib.zeros(CLASSES, lib.float32)
+        classes = lib.arange(CLASSES)
+
+    def step() -> None:
+        with dev:
+            batch_mask = rng.integers(0, N_TRAIN, batch)
+            x_batch, t_batch = lib.take(x, batch_mask, axis=0), lib.take(t, batch_mask, axis=0)
+            a = x_batch @ W1
+            a += b1
+            off = a <= 0
+            h = lib.maximum(a, 0.0)
+            s = h @ W2
+            s += b2
+            shifted = s - lib.max(s, axis=1, keepdims=True)
+            e = lib.exp(shifted)
+            total = lib.sum(e, axis=1, keepdims=True)
+            one_hot = (t_batch[:, None] == classes).astype(lib.float32)
+            loss = (lib.sum(lib.log(total)) - lib.sum(one_hot * shifted)) / batch  # noqa: F841
+            d = (e / total - one_hot) * (1.0 / batch)
+            dW2, db2 = h.T @ d, lib.sum(d, axis=0)
+            dh = (d @ W2.T) * (~off).astype(lib.float32)
+            dW1, db1 = x_batch.T @ dh, lib.sum(dh, axis=0)
+            for param, grad in ((W1, dW1), (b1, db1), (W2, dW2), (b2, db2)):
+                param -= LR * grad
+
+    return Impl("plain f32", step, device_sync(dev))
+
+
 def torch_model(torch: Any, where: Any, hidden: int) -> Any:
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(INPUT, hidden), torch.nn.ReLU(),
@@ -490,6 +532,9 @@ def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_
                  book_impl(data, batch, hidden)]
         if torch_where is not None:
             impls.append(torch_impl(torch, torch_where, data, batch, hidden))
+        plain = plain_impl(dev, data, batch, hidden)
+        if plain is not None:
+            impls.append(plain)
         impls.append(bound_impl(dev, batch, hidden))
         times = interleaved(impls, windows, window_s, gap_s)
         ms = {name.split(" (")[0]: t["ms"] for name, t in times.items()}
@@ -499,6 +544,8 @@ def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_
                "xpnet_f32/book": ratio(ms["xpnet f32"], ms["book"]),
                "xpnet_f64/book": ratio(ms["xpnet f64"], ms["book"]),
                "xpnet_f32/torch": ratio(ms["xpnet f32"], ms.get("torch f32")),
+               "xpnet_f32/plain": ratio(ms["xpnet f32"], ms.get("plain f32")),
+               "plain_f32/bound": ratio(ms.get("plain f32"), bound),
                "xpnet_f32/bound": ratio(ms["xpnet f32"], bound)}
         rows.append(row)
         say(f"  batch {batch:4d} hidden {hidden:4d}: " + ", ".join(
@@ -626,12 +673,13 @@ def report(env: dict[str, Any], steps: list[dict], evals: list[dict], book_run: 
     say("Training step, ms per step (median over interleaved windows); ratios < 1: xpnet faster")
     names = list(steps[0]["ms"])
     header = ["batch", "hidden", *names, "bound GFLOP/s", "f32/book", "f64/book", "f32/torch",
-              "f32/bound"]
+              "f32/plain", "plain/bound", "f32/bound"]
     lines = [header]
     for row in steps:
         lines.append([str(row["batch"]), str(row["hidden"]), *(fmt(row["ms"][n]) for n in names),
                       f"{row['bound_gflops']:.0f}", fmt(row["xpnet_f32/book"]),
                       fmt(row["xpnet_f64/book"]), fmt(row["xpnet_f32/torch"]),
+                      fmt(row["xpnet_f32/plain"]), fmt(row["plain_f32/bound"]),
                       fmt(row["xpnet_f32/bound"])])
     table(lines, say)
     say("")

@@ -13,6 +13,7 @@ from array_api_compat import array_namespace
 
 import xpnet
 from xpnet.backend import namespace_of
+from xpnet.models import build_model
 from xpnet.optim import SGD
 
 
@@ -114,3 +115,33 @@ def test_chunked_count_correct_equals_one_pass(backend, batch_size):
                             batch_size=batch_size)
 
     assert int(_host(got)) == expected
+
+
+@pytest.mark.parametrize("model", ["mlp", "mlp-bn", "convnet"])
+def test_gradient_keeps_no_reference_to_the_batch_or_its_activations(model):
+    # Holding the last batch into the next step made glibc return and re-fault heap pages
+    # every step (docs/performance.md); the gradients must not change for it.
+    import gc
+    import weakref
+
+    rng = np.random.default_rng(6)
+    net = build_model(model, input_shape=(1, 8, 8), hidden=[6], output_size=3, seed=0,
+                      dtype="float64")
+    x_host = rng.random((5, 1, 8, 8)) if model == "convnet" else rng.random((5, 64))
+    t = rng.integers(0, 3, 5)
+    x = x_host.copy()
+    batch = weakref.ref(x)
+
+    grads = {key: np.array(value) for key, value in net.gradient(x, t).items()}
+    loss = net.lastLayer.loss
+    del x
+    gc.collect()
+
+    assert batch() is None, "the network still holds the batch after gradient()"
+    for layer in (*net.layers.values(), net.lastLayer):
+        for name in getattr(layer, "saved_names", ()):
+            assert getattr(layer, name) is None, f"{type(layer).__name__}.{name} kept"
+    assert loss is not None and float(loss) > 0  # the loss stays for trainers to read
+    again = net.gradient(x_host, t)
+    for key, value in grads.items():
+        np.testing.assert_array_equal(np.asarray(again[key]), value)

@@ -126,6 +126,7 @@ class Convolution:
     """
 
     param_names: tuple[str, ...] = ("W", "b")
+    saved_names: tuple[str, ...] = ("cols", "W_mat")
 
     def __init__(self, W: Array, b: Array, stride: int = 1, pad: int = 0, *,
                  input_grad: bool = True) -> None:
@@ -189,6 +190,7 @@ class Pooling:
     """
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ("windows", "out")
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
         _check_stride_pad("Pooling", stride, pad)

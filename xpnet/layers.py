@@ -3,6 +3,8 @@
 Every layer finds ``xp`` from its input arrays, creates nothing on a device of its own
 choosing, and never writes into an argument. A layer with parameters lists their attribute
 names in ``param_names``; after ``backward`` the gradient of parameter ``W`` is in ``dW``.
+``saved_names`` lists what ``forward`` keeps for ``backward`` (inputs, masks, outputs): a
+network's ``gradient`` drops those references once backward is done (see ``LayerNet``).
 The maths of each layer, and the defect of the book's code it fixes, are in docs/layers.md.
 """
 
@@ -33,6 +35,7 @@ class MulLayer:
     """``out = x * y``; each input's gradient is ``dout`` times the other input."""
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ("x", "y")
 
     def __init__(self) -> None:
         self.x = None
@@ -50,6 +53,7 @@ class ReLU:
     """``out = max(x, 0)``; the gradient is blocked where ``x <= 0`` (the book's rule, kink included)."""
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ("mask",)
 
     def __init__(self) -> None:
         self.mask = None
@@ -73,6 +77,7 @@ class Sigmoid:
     """``out = 1 / (1 + exp(-x))``; ``dx = dout * out * (1 - out)``."""
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ("out",)
 
     def __init__(self) -> None:
         self.out = None
@@ -95,6 +100,7 @@ class Affine:
     """
 
     param_names: tuple[str, ...] = ("W", "b")
+    saved_names: tuple[str, ...] = ("x",)
 
     def __init__(self, W: Array, b: Array, *, input_grad: bool = True) -> None:
         self.W = W
@@ -139,6 +145,7 @@ class SoftmaxWithLoss:
     """
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ("y", "t", "_t_one_hot")  # not ``loss``: trainers read it
 
     def __init__(self) -> None:
         self.loss = None
@@ -171,6 +178,7 @@ class MSELoss:
     """
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ("diff",)
 
     def __init__(self) -> None:
         self.diff = None

@@ -39,6 +39,7 @@ class Dropout:
     """
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ("_factor",)  # the mask stays: it is small and documented
     has_train_mode = True
 
     def __init__(self, dropout_ratio: float = 0.5, *, rng: Generator | None = None,
@@ -96,6 +97,7 @@ class BatchNormalization:
 
     param_names: tuple[str, ...] = ("gamma", "beta")
     state_names: tuple[str, ...] = ("running_mean", "running_var")
+    saved_names: tuple[str, ...] = ("xn", "std")
     has_train_mode = True
 
     def __init__(self, gamma: Array, beta: Array, momentum: float = 0.9,
