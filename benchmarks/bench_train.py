@@ -61,7 +61,7 @@ def parse_args() -> argparse.Namespace:
                         "(default: the libraries' defaults, usually one per core)")
     parser.add_argument("--windows", type=int, help="timing windows per implementation "
                         "(default 15, --quick 3)")
-    parser.add_argument("--window-s", type=float, help="seconds per window (default 0.25)")
+    parser.add_argument("--window-s", type=float, help="seconds per window (default 0.2)")
     parser.add_argument("--gap-s", type=float, default=0.2, help="idle seconds before each "
                         "window, so the previous library's BLAS threads stop spinning (0.2)")
     return parser.parse_args()
@@ -268,10 +268,14 @@ def environment(dev: xpnet.Device, torch: Any) -> dict[str, Any]:
 # --- the implementations: each is a step() and a sync() --------------------------------------
 
 class Impl:
-    """One thing to time: ``step()`` does one unit of work, ``sync()`` waits for the device."""
+    """One thing to time: ``step()`` does one unit of work, ``sync()`` waits for the device.
 
-    def __init__(self, name: str, step: Callable[[], Any], sync: Callable[[], None]) -> None:
-        self.name, self.step, self.sync = name, step, sync
+    ``params`` are the arrays it trains, where a check needs to compare them.
+    """
+
+    def __init__(self, name: str, step: Callable[[], Any], sync: Callable[[], None],
+                 params: dict[str, Any] | None = None) -> None:
+        self.name, self.step, self.sync, self.params = name, step, sync, params
 
 
 def no_sync() -> None:
@@ -335,7 +339,7 @@ def xpnet_impl(dev: xpnet.Device, dtype: str, data: Data, batch: int, hidden: in
             t_batch = xp.take(t, batch_mask, axis=0)
             optimizer.update(net.params, net.gradient(x_batch, t_batch))
 
-    return Impl(f"xpnet {dtype.replace('float', 'f')}", step, device_sync(dev))
+    return Impl(f"xpnet {dtype.replace('float', 'f')}", step, device_sync(dev), net.params)
 
 
 def book_impl(data: Data, batch: int, hidden: int) -> Impl:
@@ -356,16 +360,20 @@ def book_impl(data: Data, batch: int, hidden: int) -> Impl:
 
 def plain_impl(dev: xpnet.Device, data: Data, batch: int, hidden: int) -> Impl | None:
     """The step with nothing but library calls: xpnet's maths (integer labels, stable
-    softmax, fused gradient, no dx for the input) in NumPy, or CuPy on a CuPy device."""
+    softmax, fused gradient, no dx for the input) in NumPy, or CuPy on a CuPy device.
+
+    It starts from xpnet f32's weights and draws the same batches on NumPy (seed 0), so the
+    two train the same network.
+    """
     if dev.backend not in ("numpy", "cupy"):
         return None
     lib = dev.xp_library
     x, t, _, _ = data.on(dev, "float32")
+    start = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype="float32", seed=0).params
+    params = {key: lib.array(value, copy=True) for key, value in start.items()}
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
     with dev:
         rng = lib.random.default_rng(0)
-        W1 = (0.01 * rng.standard_normal((INPUT, hidden))).astype(lib.float32)
-        W2 = (0.01 * rng.standard_normal((hidden, CLASSES))).astype(lib.float32)
-        b1, b2 = lib.zeros(hidden, lib.float32), lib.zeros(CLASSES, lib.float32)
         classes = lib.arange(CLASSES)
 
     def step() -> None:
@@ -390,7 +398,7 @@ def plain_impl(dev: xpnet.Device, data: Data, batch: int, hidden: int) -> Impl |
             for param, grad in ((W1, dW1), (b1, db1), (W2, dW2), (b2, db2)):
                 param -= LR * grad
 
-    return Impl("plain f32", step, device_sync(dev))
+    return Impl("plain f32", step, device_sync(dev), params)
 
 
 def torch_model(torch: Any, where: Any, hidden: int) -> Any:
@@ -701,8 +709,10 @@ def report(env: dict[str, Any], steps: list[dict], evals: list[dict], book_run: 
                 value = row[key]
                 verdict = "-" if value is None or quick else (
                     "ok" if value <= limit else "MISSED")
+                plain = row["plain_f32/bound"] if key == "xpnet_f32/bound" else None
                 say(f"  batch {row['batch']}, hidden {row['hidden']}: {label} = {fmt(value)} "
-                    f"(<= {limit}) {verdict}")
+                    f"(<= {limit}) {verdict}"
+                    + (f" (hand-written NumPy: {fmt(plain)})" if plain is not None else ""))
     if book_run:
         s = book_run["seconds"]
         verdict = "-" if quick else ("ok" if book_run["speedup"] >= 3 else "MISSED")
@@ -730,7 +740,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     dev = xpnet.device(args.device)
     windows = args.windows or (2 if args.quick else 15)
-    window_s = args.window_s or (0.02 if args.quick else 0.25)
+    window_s = args.window_s or (0.02 if args.quick else 0.2)
     started = time.perf_counter()
     env = environment(dev, torch)
 
