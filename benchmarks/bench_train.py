@@ -390,6 +390,7 @@ def plain_impl(dev: xpnet.Device, data: Data, batch: int, hidden: int) -> Impl |
             e = lib.exp(shifted)
             total = lib.sum(e, axis=1, keepdims=True)
             one_hot = (t_batch[:, None] == classes).astype(lib.float32)
+            # the loss, unused here, as every implementation's forward computes it
             loss = (lib.sum(lib.log(total)) - lib.sum(one_hot * shifted)) / batch  # noqa: F841
             d = (e / total - one_hot) * (1.0 / batch)
             dW2, db2 = h.T @ d, lib.sum(d, axis=0)

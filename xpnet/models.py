@@ -92,7 +92,7 @@ class LayerNet:
         ``saved_names``: the batch, masks, activations), as PyTorch frees saved tensors after
         ``backward()``; ``lastLayer.loss`` stays. Holding the last batch into the next step
         costs its memory, and on Linux it made glibc hand heap memory back and fault it in
-        again each step, up to 1.9x slower steps (docs/performance.md).
+        again each step: steps up to twice as slow (docs/performance.md).
         """
         self.loss(x, t, train_flg=True)
         with self.device:
