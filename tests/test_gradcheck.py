@@ -7,7 +7,7 @@ import pytest
 
 import xpnet
 from xpnet.layers import SoftmaxWithLoss
-from xpnet.selfcheck import CASES, PARITY_RTOL, parity_errors
+from xpnet.device_check import CASES, PARITY_RTOL, parity_errors
 
 CASE = {case.name: case for case in CASES}
 

@@ -1,7 +1,7 @@
 """The networks of chapters 6 and 7: structure, init, weight decay, modes, state, build_model.
 
 Their gradient checks and parity with NumPy float64 on every backend run in
-tests/test_parity.py (network cases in xpnet.selfcheck); here: what each network is made
+tests/test_parity.py (network cases in xpnet.device_check); here: what each network is made
 of, that it learns, and that it rebuilds from its config.
 """
 

@@ -1,4 +1,4 @@
-"""The parity suite: every case of xpnet.selfcheck on every backend, against NumPy float64.
+"""The parity suite: every case of xpnet.device_check on every backend, against NumPy float64.
 
 For each layer and network case: outputs and all gradients match NumPy float64 (float64
 runs within 1e-12 relative, float32 runs within 1e-5 of the float64 result), stay on the
@@ -11,7 +11,7 @@ import pytest
 from array_api_compat import device as array_device_of
 
 import xpnet
-from xpnet.selfcheck import CASES, PARITY_RTOL, parity_errors
+from xpnet.device_check import CASES, PARITY_RTOL, parity_errors
 
 _REFERENCE: dict[str, dict] = {}
 

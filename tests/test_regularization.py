@@ -1,7 +1,7 @@
 """Dropout and BatchNormalization: both modes, on every backend, against their definitions.
 
 Their gradient checks and NumPy-float64 parity run in tests/test_parity.py (cases from
-xpnet.selfcheck); here: what each mode computes, the running statistics, seeding, and errors.
+xpnet.device_check); here: what each mode computes, the running statistics, seeding, and errors.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from .layers import Affine, AddLayer, MSELoss, MulLayer, ReLU, Relu, Sigmoid, So
 from .conv import Convolution, Pooling, col2im, im2col
 from .models import (MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet, build_model,
                      from_config)
-from .random import Generator
+from .rng import Generator
 from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, OPTIMIZERS, RMSprop, make_optimizer
 from .training import EpochRecord, Trainer, TrainingError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint

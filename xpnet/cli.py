@@ -96,7 +96,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from .backend import device
-    from .selfcheck import format_table, run_checks
+    from .device_check import format_table, run_checks
 
     dev = device(args.device)
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)

@@ -21,7 +21,7 @@ from .errors import ConfigError, ShapeError
 from .gradcheck import numerical_gradient
 from .init import normal_weight, ones, weight_std, zeros
 from .layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss
-from .random import Generator
+from .rng import Generator
 from .regularization import BatchNormalization, Dropout
 
 __all__ = ["TwoLayerNet", "LayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet",

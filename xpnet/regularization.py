@@ -13,7 +13,7 @@ from array_api_compat import device as array_device_of
 
 from .backend import Array, device_of, namespace_of
 from .errors import ConfigError, ShapeError
-from .random import Generator
+from .rng import Generator
 
 __all__ = ["Dropout", "BatchNormalization", "generator_for"]
 

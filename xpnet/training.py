@@ -40,7 +40,7 @@ from .backend import Array, Device, to_numpy
 from .backend import device as resolve_device
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
-from .random import Generator
+from .rng import Generator
 
 __all__ = ["EpochRecord", "Trainer", "TrainingError", "TrainOptions", "DEFAULTS", "epoch_seed", "send_dataset",
            "run_training", "evaluate_checkpoint"]

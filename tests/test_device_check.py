@@ -11,7 +11,7 @@ import xpnet
 from xpnet import backend as backend_module
 from xpnet.cli import main
 from xpnet.layers import SoftmaxWithLoss
-from xpnet.selfcheck import CASES
+from xpnet.device_check import CASES
 
 
 @pytest.mark.parametrize("spec", ["cpu", "torch:cpu"])
