@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from array_api_compat import device as array_device_of
 
 import xpnet
@@ -78,24 +77,5 @@ def test_sizes_must_be_positive_integers(bad):
 
 
 def test_dtype_must_be_a_float():
-    with pytest.raises(xpnet.ConfigError, match="'float32' or 'float64'"):
+    with pytest.raises(xpnet.ConfigError, match="choose float32 or float64"):
         xpnet.TwoLayerNet(4, 3, 2, dtype="int32")
-
-
-def test_a_full_step_makes_no_host_sync():
-    """On torch's meta device float(), .item(), bool() and np.asarray raise: a step must not call them."""
-    meta = xpnet.device("torch:meta")
-    net = xpnet.TwoLayerNet(784, 50, 10, device=meta, seed=0)
-    x = torch.empty((1000, 784), device="meta")
-    t = torch.empty((1000,), dtype=torch.int64, device="meta")
-    for _ in range(2):
-        idx = xpnet.Generator(meta, seed=0).integers(1000, 100)
-        x_batch, t_batch = meta.xp.take(x, idx, axis=0), meta.xp.take(t, idx, axis=0)
-        loss = net.loss(x_batch, t_batch)
-        grads = net.gradient(x_batch, t_batch)
-        for key in net.params:
-            net.params[key] -= 0.1 * grads[key]
-    assert loss.device.type == "meta" and loss.shape == ()
-    assert net.count_correct(x, t, batch_size=300).device.type == "meta"
-    with pytest.raises(Exception):
-        float(loss)  # the guard itself: meta tensors refuse to become numbers

@@ -15,7 +15,7 @@ from array_api_compat import device as array_device_of
 
 import xpnet
 from xpnet import MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, build_model
-from xpnet.models import from_config
+from xpnet.registry import from_config
 
 
 def _host(x) -> np.ndarray:
@@ -194,7 +194,7 @@ def test_bad_arguments_raise_config_errors_naming_the_fix():
         build_model("resnet", hidden=[10], **common)
     with pytest.raises(xpnet.ConfigError, match="one hidden size"):
         build_model("convnet", hidden=[10, 10], **common)
-    with pytest.raises(xpnet.ConfigError, match="relu, sigmoid"):
+    with pytest.raises(xpnet.ConfigError, match="choose relu or sigmoid"):
         MultiLayerNet(4, [3], 2, activation="tanh")
     with pytest.raises(xpnet.ConfigError, match="hidden_size_list"):
         MultiLayerNet(4, [3, 0], 2)

@@ -13,7 +13,7 @@ from array_api_compat import array_namespace
 
 import xpnet
 from xpnet.backend import namespace_of
-from xpnet.models import build_model
+from xpnet.registry import build_model
 from xpnet.optim import SGD
 
 

@@ -11,7 +11,7 @@ from array_api_compat import device as array_device_of
 
 import xpnet
 from xpnet.checkpoint import load_checkpoint, save_checkpoint
-from xpnet.models import build_model
+from xpnet.registry import build_model
 from xpnet.optim import make_optimizer
 from xpnet.training import EpochRecord, Trainer, TrainingError, epoch_seed
 
@@ -85,7 +85,8 @@ def test_data_is_sent_once_and_reshaped_to_the_input_shape():
     ("convnet", [8], "rmsprop"),
 ])
 def test_steps_never_wait_for_the_device(model, hidden, optimizer):
-    """On torch's meta device any host sync raises, so a full step there proves it has none."""
+    """On torch's meta device any host sync raises, so a full step there proves it has none:
+    the trainer's step, the book's hand-written loop and the evaluation count."""
     net = build_model(model, input_shape=(1, 6, 6), hidden=hidden, output_size=CLASSES,
                       device="torch:meta", seed=0)
     rng = np.random.default_rng(0)
@@ -98,6 +99,12 @@ def test_steps_never_wait_for_the_device(model, hidden, optimizer):
         indices = order[i * 10:(i + 1) * 10]
         trainer.step(xp.take(trainer.x_train, indices, axis=0),
                      xp.take(trainer.t_train, indices, axis=0))
+    # the book's loop: indices drawn with replacement, parameters updated by hand
+    idx = xpnet.Generator(trainer.device, seed=0).integers(40, 10)
+    grads = net.gradient(xp.take(trainer.x_train, idx, axis=0), xp.take(trainer.t_train, idx, axis=0))
+    for key in net.params:
+        net.params[key] -= 0.1 * grads[key]
+    assert net.count_correct(trainer.x_train, trainer.t_train, batch_size=15).device.type == "meta"
     assert trainer.iteration == 3 and len(trainer._losses) == 3
     assert trainer._losses[0].device.type == "meta" and tuple(trainer._losses[0].shape) == ()
     for value in trainer.network.params.values():

@@ -14,7 +14,7 @@ reader never sees half a checkpoint. It holds plain arrays only and is read with
     optimizer/<slot>/<key> optimizer state, e.g. optimizer/v/W1 for Momentum
 
 A checkpoint loads on any device, whatever device wrote it: the arrays go through host
-memory, and the network is rebuilt from its config by :func:`xpnet.models.from_config`.
+memory, and the network is rebuilt from its config by :func:`xpnet.registry.from_config`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from . import models
 from .backend import Device, to_numpy
 from .backend import device as resolve_device
 from .errors import DataError, XPNetError
 from .optim import Optimizer, make_optimizer
+from .registry import from_config
+from .validate import check_dtype
 
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT", "VERSION"]
 
@@ -153,9 +154,9 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | Device = "cpu",
     dev = resolve_device(device)
     contents = _read(path)
     meta = _meta(path, contents)
-    dtype = models.check_dtype(dtype or meta["dtype"])
+    dtype = check_dtype(dtype or meta["dtype"])
     try:
-        network = models.from_config(meta["config"], device=dev, dtype=dtype)
+        network = from_config(meta["config"], device=dev, dtype=dtype)
     except (XPNetError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path} describes a network this xpnet cannot build: "
                               f"{exc}") from None

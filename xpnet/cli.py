@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
+    from .commands import ACTIVATIONS, DEFAULTS
     from .optim import OPTIMIZERS
-    from .training import DEFAULTS
+    from .registry import MODEL_NAMES, model_help
 
     train = commands.add_parser(
         "train", help="train a network on MNIST", description=(
@@ -52,10 +53,11 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--optimizer", metavar="NAME",
                        help=f"{', '.join(OPTIMIZERS)} (default {DEFAULTS['optimizer']})")
     train.add_argument("--model", metavar="NAME",
-                       help=f"mlp, mlp-bn or convnet (default {DEFAULTS['model']})")
+                       help=f"{', '.join(MODEL_NAMES)} (default {DEFAULTS['model']}). {model_help()}")
     train.add_argument("--hidden", type=int, nargs="+", metavar="SIZE",
                        help=f"hidden layer sizes (default {' '.join(map(str, DEFAULTS['hidden']))})")
-    train.add_argument("--activation", metavar="NAME", help="relu or sigmoid (default relu)")
+    train.add_argument("--activation", metavar="NAME",
+                       help=f"{' or '.join(ACTIVATIONS)} (default {DEFAULTS['activation']})")
     train.add_argument("--weight-decay", type=float, metavar="LAMBDA",
                        help="L2 weight decay lambda (default 0)")
     train.add_argument("--dtype", metavar="NAME", help="float32 or float64 (default float32)")
@@ -76,7 +78,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .training import TrainOptions, run_training
+    from .commands import TrainOptions, run_training
 
     options = {key: value for key, value in vars(args).items() if key not in ("command", "run")}
     run_training(TrainOptions(**options))
@@ -85,7 +87,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .backend import device
-    from .training import evaluate_checkpoint
+    from .commands import evaluate_checkpoint
 
     dev = device(args.device)
     print(f"xpnet: evaluating {args.checkpoint} on {dev.name} ({dev.backend})", flush=True)

@@ -18,6 +18,8 @@ from array_api_compat import device as array_device_of
 
 from .backend import Array, namespace_of
 from .errors import ConfigError, ShapeError
+from .layers import Layer, check_input_dtype
+from .validate import check_count, check_size
 
 __all__ = ["conv_output_size", "im2col", "col2im", "Convolution", "Pooling"]
 
@@ -39,13 +41,6 @@ def _check_geometry(layer: str, x_shape: tuple[int, ...], filter_h: int, filter_
                          f"{x_shape[2]}x{x_shape[3]} with pad {pad}; use larger images, a smaller "
                          "window or more padding")
     return out_h, out_w
-
-
-def _check_stride_pad(layer: str, stride: int, pad: int) -> None:
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ConfigError(f"{layer} stride must be a positive integer, got {stride!r}")
-    if isinstance(pad, bool) or not isinstance(pad, int) or pad < 0:
-        raise ConfigError(f"{layer} pad must be a non-negative integer, got {pad!r}")
 
 
 def im2col(input_data: Array, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0, *,
@@ -112,7 +107,7 @@ def _summed_windows(parts: list[Array], input_shape: tuple[int, ...], filter_h: 
     return img[:, :, pad:pad + h, pad:pad + w]
 
 
-class Convolution:
+class Convolution(Layer):
     """A bank of FN filters ``W`` (FN, C, FH, FW) with biases ``b`` (FN,), over NCHW input.
 
     ``forward`` returns (N, FN, out_h, out_w); ``backward`` fills ``dW`` and ``db`` and
@@ -130,14 +125,13 @@ class Convolution:
 
     def __init__(self, W: Array, b: Array, stride: int = 1, pad: int = 0, *,
                  input_grad: bool = True) -> None:
-        _check_stride_pad("Convolution", stride, pad)
         if W.ndim != 4 or tuple(b.shape) != (W.shape[0],):
             raise ShapeError(f"Convolution needs W of shape (FN, C, FH, FW) and b of shape (FN,), "
                              f"got {tuple(W.shape)} and {tuple(b.shape)}")
         self.W = W
         self.b = b
-        self.stride = stride
-        self.pad = pad
+        self.stride = check_size("Convolution stride", stride)
+        self.pad = check_count("Convolution pad", pad)
         self.input_grad = input_grad
         self.x_shape: tuple[int, ...] | None = None
         self.cols = None  # (N, C*FH*FW, out_h*out_w)
@@ -147,13 +141,8 @@ class Convolution:
 
     def forward(self, x: Array) -> Array:
         xp = namespace_of(x, self.W, self.b)
+        _check_convolution_input(x, self.W)
         filters, channels, filter_h, filter_w = self.W.shape
-        if x.ndim != 4 or x.shape[1] != channels:
-            raise ShapeError(f"Convolution got input of shape {tuple(x.shape)} but W has shape "
-                             f"{tuple(self.W.shape)}: it takes images (N, {channels}, H, W)")
-        if x.dtype != self.W.dtype:
-            raise ShapeError(f"Convolution got input of dtype {x.dtype} but W is {self.W.dtype}; "
-                             "cast the input (xp.astype) or build the network with that dtype")
         windows = _window_views("Convolution", x, filter_h, filter_w, self.stride, self.pad, 0.0)
         out_h, out_w = windows[0].shape[2], windows[0].shape[3]
         n = x.shape[0]
@@ -180,7 +169,14 @@ class Convolution:
                                self.x_shape, filter_h, filter_w, self.stride, self.pad)
 
 
-class Pooling:
+def _check_convolution_input(x: Array, W: Array) -> None:
+    if x.ndim != 4 or x.shape[1] != W.shape[1]:
+        raise ShapeError(f"Convolution got input of shape {tuple(x.shape)} but W has shape "
+                         f"{tuple(W.shape)}: it takes images (N, {W.shape[1]}, H, W)")
+    check_input_dtype("Convolution", x, W)
+
+
+class Pooling(Layer):
     """Max pooling over ``pool_h`` x ``pool_w`` windows of each channel, NCHW.
 
     The border is padded with ``-inf`` (the book pads with 0, which beats every negative
@@ -189,21 +185,16 @@ class Pooling:
     row-major order (``argmax``'s tie rule), with comparisons and ``where``, never a boolean mask.
     """
 
-    param_names: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ("windows", "out")
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
-        _check_stride_pad("Pooling", stride, pad)
-        for name, size in (("pool_h", pool_h), ("pool_w", pool_w)):
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-                raise ConfigError(f"Pooling {name} must be a positive integer, got {size!r}")
-        if pad >= min(pool_h, pool_w):
+        self.pool_h = check_size("Pooling pool_h", pool_h)
+        self.pool_w = check_size("Pooling pool_w", pool_w)
+        self.stride = check_size("Pooling stride", stride)
+        self.pad = check_count("Pooling pad", pad)
+        if self.pad >= min(self.pool_h, self.pool_w):
             raise ConfigError(f"Pooling pad {pad} must be smaller than the {pool_h}x{pool_w} window, "
                               "or some windows would hold only padding")
-        self.pool_h = pool_h
-        self.pool_w = pool_w
-        self.stride = stride
-        self.pad = pad
         self.x_shape: tuple[int, ...] | None = None
         self.windows: list[Array] = []
         self.out = None

@@ -24,7 +24,7 @@ from array_api_compat import device as array_device_of
 from .backend import Array, namespace_of, to_numpy
 from .errors import GradientCheckError
 
-__all__ = ["numerical_gradient", "check_layer", "check_network", "GradientReport", "TOLERANCES",
+__all__ = ["numerical_gradient", "numerical_param_gradients", "check_layer", "check_network", "GradientReport", "TOLERANCES",
            "KINK_MARGIN"]
 
 # (rtol, atol) by the dtype of the analytic gradient
@@ -63,6 +63,26 @@ def numerical_gradient(f: Callable[[Array], Any], x: Array, h: float = 1e-4) -> 
         f_minus = _to_float(f(xp.reshape(minus, x.shape)))
         slopes.append((f_plus - f_minus) / (2 * h))
     return xp.reshape(xp.asarray(slopes, dtype=x.dtype, device=array_device_of(x)), x.shape)
+
+
+def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4) -> dict[str, Array]:
+    """Central differences of ``network.loss(x, t)`` for every entry of ``network.params``.
+
+    Each parameter in turn is swapped for its perturbed copies in the ``params`` dict (networks
+    read ``params`` at every call) and put back, whatever happens.
+    """
+    grads = {}
+    for key, original in list(network.params.items()):
+
+        def loss_at(value: Array, key: str = key, original: Array = original) -> Any:
+            network.params[key] = value
+            try:
+                return network.loss(x, t)
+            finally:
+                network.params[key] = original
+
+        grads[key] = numerical_gradient(loss_at, original, h=h)
+    return grads
 
 
 def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
@@ -167,21 +187,10 @@ def check_network(network: Any, x: Array, t: Array, *, rtol: float | None = None
         raise GradientCheckError(f"{name}.gradient modified its input data")
 
     originals = dict(network.params)
-    params64 = {key: xp.astype(value, xp.float64) for key, value in originals.items()}
     x64 = xp.astype(x, xp.float64) if _is_float(xp, x) else x
-    numerical = {}
     try:
-        network.params.update(params64)
-        for key in originals:
-
-            def loss_at(value: Array, key: str = key) -> Any:
-                network.params[key] = value
-                try:
-                    return network.loss(x64, t)
-                finally:
-                    network.params[key] = params64[key]
-
-            numerical[key] = numerical_gradient(loss_at, params64[key], h=NETWORK_STEP)
+        network.params.update({key: xp.astype(value, xp.float64) for key, value in originals.items()})
+        numerical = numerical_param_gradients(network, x64, t, h=NETWORK_STEP)
     finally:
         network.params.update(originals)
 

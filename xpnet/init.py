@@ -15,6 +15,7 @@ import numpy as np
 
 from .backend import Array, Device
 from .errors import ConfigError
+from .validate import check_positive
 
 __all__ = ["INIT_NAMES", "weight_std", "normal_weight", "zeros", "ones"]
 
@@ -35,11 +36,7 @@ def weight_std(weight_init_std: str | float, fan_in: int) -> float:
             raise ConfigError(f"unknown weight_init_std {weight_init_std!r}; use one of "
                               f"{', '.join(INIT_NAMES)} or a positive number")
         return math.sqrt(gain / fan_in)
-    if isinstance(weight_init_std, bool) or not isinstance(weight_init_std, (int, float)) \
-            or not weight_init_std > 0:
-        raise ConfigError(f"weight_init_std must be 'he', 'xavier' (or 'relu', 'sigmoid') or a "
-                          f"positive number, got {weight_init_std!r}")
-    return float(weight_init_std)
+    return check_positive("weight_init_std", weight_init_std)
 
 
 def normal_weight(shape: tuple[int, ...], std: float, rng: np.random.Generator, device: Device,

@@ -1,28 +1,53 @@
 """The book's layers (chapter 5), each with ``forward`` and ``backward``, on any array namespace.
 
 Every layer finds ``xp`` from its input arrays, creates nothing on a device of its own
-choosing, and never writes into an argument. A layer with parameters lists their attribute
-names in ``param_names``; after ``backward`` the gradient of parameter ``W`` is in ``dW``.
-``saved_names`` lists what ``forward`` keeps for ``backward`` (inputs, masks, outputs): a
-network's ``gradient`` drops those references once backward is done (see ``LayerNet``).
-The maths of each layer, and the defect of the book's code it fixes, are in docs/layers.md.
+choosing, and never writes into an argument. What a network relies on is the :class:`Layer`
+protocol below. The maths of each layer, and the defect of the book's code it fixes, are in
+docs/layers.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Protocol
 
 from .backend import Array, namespace_of
 from .errors import ShapeError
 from .functions import as_one_hot, log_softmax, sigmoid
 
-__all__ = ["AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss"]
+__all__ = ["Layer", "AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss",
+           "MSELoss"]
 
 
-class AddLayer:
-    """``out = x + y``; the gradient passes to both inputs unchanged."""
+class Layer(Protocol):
+    """What :class:`~xpnet.models.LayerNet` and the gradient checks rely on; layers subclass it
+    for the defaults.
+
+    - ``forward(x)`` returns the output; ``forward(x, train_flg)`` when ``has_train_mode``.
+    - ``backward(dout)`` returns the gradient of the input (``None`` when the layer was told
+      not to compute it) and leaves the gradient of each parameter ``W`` in ``dW``.
+    - ``param_names``: attributes holding parameters (``("W", "b")``); a network assigns
+      them from its ``params`` before each forward.
+    - ``saved_names``: what ``forward`` keeps for ``backward`` (inputs, masks, outputs); a
+      network's ``gradient`` sets them to ``None`` once backward is done, so no batch is held
+      into the next step.
+    - ``state_names``: non-parameter state a trained model needs (BatchNorm's running
+      statistics); networks save and load it with ``state_dict``.
+    - ``has_train_mode``: ``forward`` takes ``train_flg`` (Dropout, BatchNormalization).
+    """
 
     param_names: tuple[str, ...] = ()
+    saved_names: tuple[str, ...] = ()
+    state_names: tuple[str, ...] = ()
+    has_train_mode: bool = False
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def backward(self, dout: Any) -> Any: ...
+
+
+class AddLayer(Layer):
+    """``out = x + y``; the gradient passes to both inputs unchanged."""
 
     def forward(self, x: Any, y: Any) -> Any:
         return x + y
@@ -31,10 +56,9 @@ class AddLayer:
         return dout, dout
 
 
-class MulLayer:
+class MulLayer(Layer):
     """``out = x * y``; each input's gradient is ``dout`` times the other input."""
 
-    param_names: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ("x", "y")
 
     def __init__(self) -> None:
@@ -49,10 +73,9 @@ class MulLayer:
         return dout * self.y, dout * self.x
 
 
-class ReLU:
+class ReLU(Layer):
     """``out = max(x, 0)``; the gradient is blocked where ``x <= 0`` (the book's rule, kink included)."""
 
-    param_names: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ("mask",)
 
     def __init__(self) -> None:
@@ -73,10 +96,9 @@ class ReLU:
 Relu = ReLU  # the book's spelling
 
 
-class Sigmoid:
+class Sigmoid(Layer):
     """``out = 1 / (1 + exp(-x))``; ``dx = dout * out * (1 - out)``."""
 
-    param_names: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ("out",)
 
     def __init__(self) -> None:
@@ -90,7 +112,7 @@ class Sigmoid:
         return dout * (1.0 - self.out) * self.out
 
 
-class Affine:
+class Affine(Layer):
     """``out = x @ W + b`` for ``x`` of shape (N, D) or (N, d1, d2, ...) with d1*d2*... = D.
 
     ``backward`` fills ``dW = x.T @ dout`` and ``db = sum(dout, axis=0)`` (undoing the
@@ -113,14 +135,8 @@ class Affine:
 
     def forward(self, x: Array) -> Array:
         xp = namespace_of(x, self.W, self.b)
+        _check_affine_input(x, self.W)
         features = self.W.shape[0]
-        if x.ndim < 2 or _prod(x.shape[1:]) != features:
-            raise ShapeError(f"Affine got input of shape {tuple(x.shape)} but W has shape "
-                             f"{tuple(self.W.shape)}: the input needs {features} features per sample, "
-                             f"shape (N, {features})")
-        if x.dtype != self.W.dtype:
-            raise ShapeError(f"Affine got input of dtype {x.dtype} but W is {self.W.dtype}; "
-                             "cast the input (xp.astype) or build the network with that dtype")
         self.original_x_shape = tuple(x.shape)
         self.x = x if x.ndim == 2 else xp.reshape(x, (x.shape[0], features))
         out = self.x @ self.W
@@ -137,14 +153,29 @@ class Affine:
         return dx if len(self.original_x_shape) == 2 else xp.reshape(dx, self.original_x_shape)
 
 
-class SoftmaxWithLoss:
+def _check_affine_input(x: Array, W: Array) -> None:
+    features = W.shape[0]
+    if x.ndim < 2 or math.prod(x.shape[1:]) != features:
+        raise ShapeError(f"Affine got input of shape {tuple(x.shape)} but W has shape "
+                         f"{tuple(W.shape)}: the input needs {features} features per sample, "
+                         f"shape (N, {features})")
+    check_input_dtype("Affine", x, W)
+
+
+def check_input_dtype(layer: str, x: Array, W: Array) -> None:
+    """A :class:`ShapeError` when input ``x`` and weight ``W`` differ in dtype (no silent promotion)."""
+    if x.dtype != W.dtype:
+        raise ShapeError(f"{layer} got input of dtype {x.dtype} but W is {W.dtype}; "
+                         "cast the input (xp.astype) or build the network with that dtype")
+
+
+class SoftmaxWithLoss(Layer):
     """Softmax then mean cross entropy against labels ``t`` (one-hot rows or integer classes).
 
     ``forward`` returns the loss as a 0-d array on the input's device (no host sync).
     ``backward`` returns ``dx = (y - t) * dout / N``, the fused gradient of both steps.
     """
 
-    param_names: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ("y", "t", "_t_one_hot")  # not ``loss``: trainers read it
 
     def __init__(self) -> None:
@@ -155,10 +186,7 @@ class SoftmaxWithLoss:
 
     def forward(self, x: Array, t: Array) -> Array:
         xp = namespace_of(x, t)
-        if tuple(t.shape) not in (tuple(x.shape), tuple(x.shape[:-1])):
-            raise ShapeError(f"SoftmaxWithLoss got scores of shape {tuple(x.shape)} and labels of "
-                             f"shape {tuple(t.shape)}; labels must be one-hot {tuple(x.shape)} or "
-                             f"integer classes {tuple(x.shape[:-1])}")
+        _check_labels(x, t)
         log_y = log_softmax(x)
         self.t = t
         self._t_one_hot = as_one_hot(t, x)
@@ -170,14 +198,20 @@ class SoftmaxWithLoss:
         return (self.y - self._t_one_hot) * (dout / _batch_size(self.y))
 
 
-class MSELoss:
+def _check_labels(x: Array, t: Array) -> None:
+    if tuple(t.shape) not in (tuple(x.shape), tuple(x.shape[:-1])):
+        raise ShapeError(f"SoftmaxWithLoss got scores of shape {tuple(x.shape)} and labels of "
+                         f"shape {tuple(t.shape)}; labels must be one-hot {tuple(x.shape)} or "
+                         f"integer classes {tuple(x.shape[:-1])}")
+
+
+class MSELoss(Layer):
     """``loss = mean((pred - target)**2)`` over all elements; ``dpred = dout * 2 (pred - target) / size``.
 
     The book's (seed 001) backward dropped the ``2 / size`` factor, so it was not the
     gradient of its own forward.
     """
 
-    param_names: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ("diff",)
 
     def __init__(self) -> None:
@@ -194,14 +228,7 @@ class MSELoss:
         return self.loss
 
     def backward(self, dout: Any = 1) -> Array:
-        return self.diff * (dout * 2.0 / _prod(self.diff.shape))
-
-
-def _prod(shape: tuple[int, ...]) -> int:
-    size = 1
-    for n in shape:
-        size *= n
-    return size
+        return self.diff * (dout * 2.0 / math.prod(self.diff.shape))
 
 
 def _batch_size(x: Array) -> int:

@@ -7,7 +7,6 @@ rebinds the dict entry, and assigning a new array to ``params[key]`` replaces th
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,49 +17,40 @@ from .backend import Array, Device, namespace_of, to_numpy
 from .backend import device as resolve_device
 from .conv import Convolution, Pooling, conv_output_size
 from .errors import ConfigError, ShapeError
-from .gradcheck import numerical_gradient
+from .gradcheck import numerical_param_gradients
 from .init import normal_weight, ones, weight_std, zeros
-from .layers import Affine, ReLU, Sigmoid, SoftmaxWithLoss
-from .rng import Generator
+from .layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss
 from .regularization import BatchNormalization, Dropout
+from .rng import Generator
+from .validate import check_choice, check_count, check_dtype, check_nonnegative, check_size
 
-__all__ = ["TwoLayerNet", "LayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet",
-           "MODELS", "MODEL_NAMES", "build_model", "from_config", "check_size", "check_dtype"]
-
-
-def check_size(name: str, value: Any) -> int:
-    """``value`` as a positive int, or a :class:`ConfigError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_dtype(dtype: Any) -> str:
-    """The name of a supported parameter dtype ("float32" or "float64")."""
-    name = str(dtype).rsplit(".", 1)[-1]
-    if name not in ("float32", "float64"):
-        raise ConfigError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    return name
+__all__ = ["LayerNet", "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet"]
 
 
 class LayerNet:
     """What every network here shares: a chain of layers, the book's API, weight decay, train mode.
 
-    A subclass builds ``params``, ``layers`` (ordered, first to last), ``lastLayer``,
-    ``_slots`` (params key -> (layer name, attribute) it feeds) and sets
-    ``weight_decay_lambda``. Layers with ``has_train_mode`` (Dropout, BatchNormalization)
-    get ``train_flg``; a network holding one sets ``has_train_mode = True`` and its
-    non-parameter state travels through :meth:`state_dict` / :meth:`load_state_dict`.
+    A subclass names itself in ``name`` (its checkpoints' ``config["model"]``), builds
+    ``params``, ``layers`` (ordered, first to last, each a :class:`~xpnet.layers.Layer`),
+    ``lastLayer``, ``_slots`` (params key -> (layer name, attribute) it feeds), ``config``
+    (its constructor's arguments) and ``input_shape``, and sets ``weight_decay_lambda``.
+    Layers with ``has_train_mode`` (Dropout, BatchNormalization) get ``train_flg``; a network
+    holding one sets ``has_train_mode = True``. Layers' ``state_names`` travel through
+    :meth:`state_dict` / :meth:`load_state_dict`.
     Weight decay adds ``0.5 * lambda * sum(W**2)`` over the weights (keys ``W1``, ``W2``...)
     to the loss and ``lambda * W`` to their gradients.
     """
 
+    name: str = ""
     has_train_mode = False
     weight_decay_lambda = 0.0
     device: Device
     dtype: str
+    config: dict[str, Any]
+    input_shape: tuple[int, ...]
     params: dict[str, Array]
-    layers: OrderedDict[str, Any]
+    layers: OrderedDict[str, Layer]
+    lastLayer: Layer
     _slots: dict[str, tuple[str, str]]
 
     def predict(self, x: Array, train_flg: bool = False) -> Array:
@@ -68,8 +58,7 @@ class LayerNet:
         self._load_params()
         with self.device:
             for layer in self.layers.values():
-                x = layer.forward(x, train_flg) if getattr(layer, "has_train_mode", False) \
-                    else layer.forward(x)
+                x = layer.forward(x, train_flg) if layer.has_train_mode else layer.forward(x)
         return x
 
     def loss(self, x: Array, t: Array, train_flg: bool = True) -> Array:
@@ -102,7 +91,7 @@ class LayerNet:
             grads = {key: getattr(self.layers[layer], "d" + attribute)
                      for key, (layer, attribute) in self._slots.items()}
             for layer in (*self.layers.values(), self.lastLayer):
-                for name in getattr(layer, "saved_names", ()):
+                for name in layer.saved_names:
                     setattr(layer, name, None)
             if self.weight_decay_lambda:
                 for key in self._weight_keys():
@@ -136,18 +125,7 @@ class LayerNet:
 
     def numerical_gradient(self, x: Array, t: Array) -> dict[str, Array]:
         """Central-difference gradients of ``loss`` for every parameter (slow; for checking)."""
-        grads = {}
-        for key, original in list(self.params.items()):
-
-            def loss_at(value: Array, key: str = key, original: Array = original) -> Array:
-                self.params[key] = value
-                try:
-                    return self.loss(x, t)
-                finally:
-                    self.params[key] = original
-
-            grads[key] = numerical_gradient(loss_at, original)
-        return grads
+        return numerical_param_gradients(self, x, t)
 
     def _weight_keys(self) -> list[str]:
         return [key for key, (_, attribute) in self._slots.items() if attribute == "W"]
@@ -157,7 +135,7 @@ class LayerNet:
         ``"<layer>.<name>"``: the part of a trained model that ``params`` does not hold."""
         return {f"{name}.{attribute}": to_numpy(getattr(layer, attribute))
                 for name, layer in self.layers.items()
-                for attribute in getattr(layer, "state_names", ())}
+                for attribute in layer.state_names}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Put back what :meth:`state_dict` returned (host or device arrays) on this network's device."""
@@ -181,6 +159,8 @@ class TwoLayerNet(LayerNet):
     ``loss``, ``gradient``, ``accuracy`` and ``numerical_gradient`` are :class:`LayerNet`'s.
     """
 
+    name = "two-layer"
+
     def __init__(self, input_size: int, hidden_size: int, output_size: int,
                  weight_init_std: float = 0.01, *, device: str | Device = "cpu",
                  dtype: str = "float32", seed: int | None = None) -> None:
@@ -191,7 +171,7 @@ class TwoLayerNet(LayerNet):
         self.dtype = check_dtype(dtype)
         # what from_config needs to rebuild this architecture (weights come from a checkpoint)
         self.input_shape = (input_size,)  # one sample's shape; the trainer reshapes data to it
-        self.config = {"model": "two-layer", "input_size": input_size, "hidden_size": hidden_size,
+        self.config = {"model": self.name, "input_size": input_size, "hidden_size": hidden_size,
                        "output_size": output_size, "weight_init_std": weight_init_std}
         rng = np.random.default_rng(seed)
         dev, dt = self.device, self.dtype
@@ -212,55 +192,46 @@ class TwoLayerNet(LayerNet):
                        "W2": ("Affine2", "W"), "b2": ("Affine2", "b")}
 
 
-_ACTIVATIONS: dict[str, type] = {"relu": ReLU, "sigmoid": Sigmoid}
+_ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid}
 
 
-def _check_rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value < 0:
-        raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
-    return float(value)
+class MultiLayerNet(LayerNet):
+    """The book's fully connected network of any depth (ch. 6), with weight decay.
 
-
-class MultiLayerNetExtend(LayerNet):
-    """The book's fully connected network with optional BatchNorm and Dropout (ch. 6).
-
-    Layers: ``Affine1 [BatchNorm1] Activation_function1 [Dropout1] ... Affine{n+1}`` then
-    SoftmaxWithLoss; params ``W1, b1, [gamma1, beta1], ...``. ``weight_init_std`` is
-    ``'relu'``/``'he'``, ``'sigmoid'``/``'xavier'`` or a number (see :mod:`xpnet.init`).
-    Weights come from a NumPy generator seeded with ``seed`` (the same on every backend);
-    dropout masks from an :class:`~xpnet.Generator` on ``device`` seeded from it.
-    ``dropout_ration`` is the book's spelling; ``dropout_ratio`` is accepted too.
+    ``Affine1 Activation_function1 ... Affine{n+1}`` then SoftmaxWithLoss; params
+    ``W1, b1, ..., W{n+1}, b{n+1}``. ``activation`` is ``'relu'`` or ``'sigmoid'``;
+    ``weight_init_std`` is ``'relu'``/``'he'``, ``'sigmoid'``/``'xavier'`` or a number (see
+    :mod:`xpnet.init`). Weights come from a NumPy generator seeded with ``seed``, the same on
+    every backend.
     """
+
+    name = "mlp"
 
     def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
                  activation: str = "relu", weight_init_std: str | float = "relu",
-                 weight_decay_lambda: float = 0, use_dropout: bool = False,
-                 dropout_ration: float = 0.5, use_batchnorm: bool = False, *,
-                 dropout_ratio: float | None = None, device: str | Device = "cpu",
+                 weight_decay_lambda: float = 0, *, device: str | Device = "cpu",
                  dtype: str = "float32", seed: int | None = None) -> None:
-        ratio = dropout_ration if dropout_ratio is None else dropout_ratio
-        self._build(input_size, hidden_size_list, output_size, activation, weight_init_std,
-                    weight_decay_lambda, ratio if use_dropout else None, use_batchnorm,
-                    device, dtype, seed)
-        self.config.update({"model": "mlp-extend", "use_dropout": bool(use_dropout),
-                            "dropout_ration": ratio, "use_batchnorm": bool(use_batchnorm)})
+        self._build(input_size=input_size, hidden_size_list=hidden_size_list,
+                    output_size=output_size, activation=activation,
+                    weight_init_std=weight_init_std, weight_decay_lambda=weight_decay_lambda,
+                    dropout_ratio=None, use_batchnorm=False, device=device, dtype=dtype, seed=seed)
 
-    def _build(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
+    def _build(self, *, input_size: int, hidden_size_list: Sequence[int], output_size: int,
                activation: str, weight_init_std: str | float, weight_decay_lambda: float,
                dropout_ratio: float | None, use_batchnorm: bool, device: str | Device,
                dtype: str, seed: int | None) -> None:
+        """The layers, with a BatchNorm after each hidden Affine if ``use_batchnorm`` and a
+        Dropout after each activation unless ``dropout_ratio`` is None."""
         sizes = [check_size("input_size", input_size),
                  *(check_size("hidden_size_list entry", h) for h in hidden_size_list),
                  check_size("output_size", output_size)]
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(f"unknown activation {activation!r}; use one of {', '.join(_ACTIVATIONS)}")
+        check_choice("activation", activation, _ACTIVATIONS)
         self.device = resolve_device(device)
         self.dtype = check_dtype(dtype)
-        self.weight_decay_lambda = _check_rate("weight_decay_lambda", weight_decay_lambda)
+        self.weight_decay_lambda = check_nonnegative("weight_decay_lambda", weight_decay_lambda)
         self.has_train_mode = dropout_ratio is not None or use_batchnorm
         self.input_shape = (sizes[0],)
-        self.config = {"model": "mlp", "input_size": sizes[0], "hidden_size_list": sizes[1:-1],
+        self.config = {"model": self.name, "input_size": sizes[0], "hidden_size_list": sizes[1:-1],
                        "output_size": sizes[-1], "activation": activation,
                        "weight_init_std": weight_init_std,
                        "weight_decay_lambda": self.weight_decay_lambda}
@@ -297,19 +268,31 @@ class MultiLayerNetExtend(LayerNet):
         self.lastLayer = SoftmaxWithLoss()
 
 
-class MultiLayerNet(MultiLayerNetExtend):
-    """The book's fully connected network of any depth (ch. 6), with weight decay.
+class MultiLayerNetExtend(MultiLayerNet):
+    """:class:`MultiLayerNet` with optional BatchNorm and Dropout (the book's ch. 6 extension).
 
-    ``Affine1 Activation_function1 ... Affine{n+1}`` then SoftmaxWithLoss; params
-    ``W1, b1, ..., W{n+1}, b{n+1}``. See :class:`MultiLayerNetExtend` for the arguments.
+    Layers: ``Affine1 [BatchNorm1] Activation_function1 [Dropout1] ... Affine{n+1}`` then
+    SoftmaxWithLoss; params ``W1, b1, [gamma1, beta1], ...``. Dropout masks come from an
+    :class:`~xpnet.Generator` on ``device`` seeded from ``seed``. ``dropout_ration`` is the
+    book's spelling; ``dropout_ratio`` is accepted too.
     """
+
+    name = "mlp-extend"
 
     def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
                  activation: str = "relu", weight_init_std: str | float = "relu",
-                 weight_decay_lambda: float = 0, *, device: str | Device = "cpu",
+                 weight_decay_lambda: float = 0, use_dropout: bool = False,
+                 dropout_ration: float = 0.5, use_batchnorm: bool = False, *,
+                 dropout_ratio: float | None = None, device: str | Device = "cpu",
                  dtype: str = "float32", seed: int | None = None) -> None:
-        self._build(input_size, hidden_size_list, output_size, activation, weight_init_std,
-                    weight_decay_lambda, None, False, device, dtype, seed)
+        ratio = dropout_ration if dropout_ratio is None else dropout_ratio
+        self._build(input_size=input_size, hidden_size_list=hidden_size_list,
+                    output_size=output_size, activation=activation,
+                    weight_init_std=weight_init_std, weight_decay_lambda=weight_decay_lambda,
+                    dropout_ratio=ratio if use_dropout else None, use_batchnorm=use_batchnorm,
+                    device=device, dtype=dtype, seed=seed)
+        self.config.update({"use_dropout": bool(use_dropout), "dropout_ration": ratio,
+                            "use_batchnorm": bool(use_batchnorm)})
 
 
 _DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
@@ -323,6 +306,8 @@ class SimpleConvNet(LayerNet):
     filters), ``W2, b2``, ``W3, b3``. ``weight_init_std`` is the book's 0.01, or ``'he'`` etc.
     """
 
+    name = "convnet"
+
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28),
                  conv_param: Mapping[str, int] | None = None, hidden_size: int = 100,
                  output_size: int = 10, weight_init_std: str | float = 0.01, *,
@@ -335,12 +320,12 @@ class SimpleConvNet(LayerNet):
         if unknown:
             raise ConfigError(f"unknown conv_param keys {sorted(unknown)}; it takes "
                               f"{', '.join(_DEFAULT_CONV_PARAM)}")
-        conv = {**_DEFAULT_CONV_PARAM, **(conv_param or {})}
-        filter_num = check_size("filter_num", conv["filter_num"])
-        filter_size = check_size("filter_size", conv["filter_size"])
-        check_size("stride", conv["stride"])
-        if isinstance(conv["pad"], bool) or not isinstance(conv["pad"], int) or conv["pad"] < 0:
-            raise ConfigError(f"pad must be a non-negative integer, got {conv['pad']!r}")
+        given = {**_DEFAULT_CONV_PARAM, **(conv_param or {})}
+        conv = {"filter_num": check_size("filter_num", given["filter_num"]),
+                "filter_size": check_size("filter_size", given["filter_size"]),
+                "pad": check_count("pad", given["pad"]),
+                "stride": check_size("stride", given["stride"])}
+        filter_num, filter_size = conv["filter_num"], conv["filter_size"]
         hidden_size = check_size("hidden_size", hidden_size)
         output_size = check_size("output_size", output_size)
         conv_h = conv_output_size(height, filter_size, conv["stride"], conv["pad"])
@@ -353,9 +338,9 @@ class SimpleConvNet(LayerNet):
 
         self.device = resolve_device(device)
         self.dtype = check_dtype(dtype)
-        self.weight_decay_lambda = _check_rate("weight_decay_lambda", weight_decay_lambda)
+        self.weight_decay_lambda = check_nonnegative("weight_decay_lambda", weight_decay_lambda)
         self.input_shape = (channels, height, width)
-        self.config = {"model": "convnet", "input_dim": [channels, height, width],
+        self.config = {"model": self.name, "input_dim": [channels, height, width],
                        "conv_param": conv, "hidden_size": hidden_size, "output_size": output_size,
                        "weight_init_std": weight_init_std,
                        "weight_decay_lambda": self.weight_decay_lambda}
@@ -384,58 +369,3 @@ class SimpleConvNet(LayerNet):
         self.lastLayer = SoftmaxWithLoss()
         self._slots = {"W1": ("Conv1", "W"), "b1": ("Conv1", "b"), "W2": ("Affine1", "W"),
                        "b2": ("Affine1", "b"), "W3": ("Affine2", "W"), "b3": ("Affine2", "b")}
-
-
-# config["model"] -> network class; each class takes its config's other keys as arguments
-MODELS: dict[str, type] = {"two-layer": TwoLayerNet, "mlp": MultiLayerNet,
-                           "mlp-extend": MultiLayerNetExtend, "convnet": SimpleConvNet}
-
-
-def from_config(config: dict[str, Any], *, device: str | Device = "cpu", dtype: str = "float32",
-                seed: int | None = None) -> Any:
-    """Rebuild the network a ``config`` dict describes (as saved in a checkpoint)."""
-    kwargs = dict(config)
-    name = kwargs.pop("model", None)
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
-    return MODELS[name](**kwargs, device=device, dtype=dtype, seed=seed)
-
-
-# build_model's names, for the CLI's --model choices
-MODEL_NAMES = ("mlp", "mlp-bn", "convnet")
-
-
-def build_model(name: str, *, input_shape: tuple[int, ...], hidden: Sequence[int], output_size: int,
-                activation: str = "relu", weight_decay: float = 0.0, device: str | Device = "cpu",
-                dtype: str = "float32", seed: int | None = None) -> Any:
-    """A network by name, as the trainer builds it.
-
-    - ``"mlp"``: one ReLU hidden layer without weight decay is the book's
-      :class:`TwoLayerNet` (std 0.01 init, which reaches ~97% on MNIST); anything else is
-      a :class:`MultiLayerNet` with He init for ReLU and Xavier for sigmoid, which deep
-      networks need to train at all.
-    - ``"mlp-bn"``: :class:`MultiLayerNetExtend` with BatchNorm after every hidden Affine.
-    - ``"convnet"``: :class:`SimpleConvNet` with one hidden layer of ``hidden[0]`` units;
-      ``input_shape`` is (channels, height, width).
-
-    ``input_shape`` is one sample's shape; fully connected networks take its product.
-    """
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
-    hidden = list(hidden)
-    placement = {"device": device, "dtype": dtype, "seed": seed}
-    if name == "convnet":
-        if len(hidden) != 1 or activation != "relu":
-            raise ConfigError(f"convnet has one ReLU hidden layer: give one hidden size and "
-                              f"activation 'relu', got hidden={hidden} activation={activation!r}")
-        return SimpleConvNet(tuple(input_shape), hidden_size=hidden[0], output_size=output_size,
-                             weight_decay_lambda=weight_decay, **placement)
-    input_size = int(np.prod(input_shape))
-    init = "sigmoid" if activation == "sigmoid" else "relu"
-    if name == "mlp-bn":
-        return MultiLayerNetExtend(input_size, hidden, output_size, activation, init, weight_decay,
-                                   use_batchnorm=True, **placement)
-    if len(hidden) == 1 and activation == "relu" and not weight_decay:
-        return TwoLayerNet(input_size, hidden[0], output_size, **placement)
-    return MultiLayerNet(input_size, hidden, output_size, activation, init, weight_decay,
-                         **placement)

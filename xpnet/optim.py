@@ -24,29 +24,13 @@ import numpy as np
 from .backend import Array, Device, namespace_of, to_numpy
 from .backend import device as resolve_device
 from .errors import ConfigError
+from .validate import check_fraction, check_positive
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam",
            "OPTIMIZERS", "make_optimizer"]
 
 # Added to the denominator of the adaptive methods, as in the book (1e-7).
 EPSILON = 1e-7
-
-
-def _check_rate(name: str, value: Any) -> float:
-    """``value`` as a positive finite float, or a :class:`ConfigError` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _check_fraction(name: str, value: Any, *, allow_zero: bool = True) -> float:
-    """``value`` as a float in [0, 1) (or (0, 1)), or a :class:`ConfigError` naming ``name``."""
-    low = "0 <=" if allow_zero else "0 <"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value >= 1 or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must satisfy {low} {name} < 1, got {value!r}")
-    return float(value)
 
 
 class Optimizer:
@@ -60,7 +44,7 @@ class Optimizer:
     slots: tuple[str, ...] = ()
 
     def __init__(self, lr: float) -> None:
-        self.lr = _check_rate("lr", lr)
+        self.lr = check_positive("lr", lr)
         self.step_count = 0  # updates done: Adam's t, and a record for checkpoints
         self.state: dict[str, dict[str, Array]] = {slot: {} for slot in self.slots}
 
@@ -131,7 +115,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
-        self.momentum = _check_fraction("momentum", momentum)
+        self.momentum = check_fraction("momentum", momentum)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -189,7 +173,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99) -> None:
         super().__init__(lr)
-        self.decay_rate = _check_fraction("decay_rate", decay_rate, allow_zero=False)
+        self.decay_rate = check_fraction("decay_rate", decay_rate, zero=False)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -218,8 +202,8 @@ class Adam(Optimizer):
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999) -> None:
         super().__init__(lr)
-        self.beta1 = _check_fraction("beta1", beta1)
-        self.beta2 = _check_fraction("beta2", beta2)
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from typing import Any
 from array_api_compat import device as array_device_of
 
 from .backend import Array, device_of, namespace_of
-from .errors import ConfigError, ShapeError
+from .errors import ShapeError
+from .layers import Layer
 from .rng import Generator
+from .validate import check_fraction, check_positive
 
 __all__ = ["Dropout", "BatchNormalization", "generator_for"]
 
@@ -23,7 +25,7 @@ def generator_for(x: Array, seed: int | None = None) -> Generator:
     return Generator(device_of(x), seed)
 
 
-class Dropout:
+class Dropout(Layer):
     """Zero each input with probability ``dropout_ratio`` in training; identity in inference.
 
     This is *inverted* dropout: training scales the kept inputs by ``1 / (1 - ratio)``, so
@@ -38,16 +40,12 @@ class Dropout:
     in every call.
     """
 
-    param_names: tuple[str, ...] = ()
     saved_names: tuple[str, ...] = ("_factor",)  # the mask stays: it is small and documented
     has_train_mode = True
 
     def __init__(self, dropout_ratio: float = 0.5, *, rng: Generator | None = None,
                  fixed_mask: Array | None = None) -> None:
-        if isinstance(dropout_ratio, bool) or not isinstance(dropout_ratio, (int, float)) \
-                or not 0 <= dropout_ratio < 1:
-            raise ConfigError(f"dropout_ratio must be a number in [0, 1), got {dropout_ratio!r}")
-        self.dropout_ratio = float(dropout_ratio)
+        self.dropout_ratio = check_fraction("dropout_ratio", dropout_ratio)
         self.rng = rng
         self.fixed_mask = fixed_mask
         self.mask = None  # the mask of the last training forward; None after inference
@@ -79,7 +77,7 @@ class Dropout:
         return dout * self._factor
 
 
-class BatchNormalization:
+class BatchNormalization(Layer):
     """``out = gamma * (x - mean) / sqrt(var + eps) + beta``, with batch statistics in training.
 
     Input (N, D) is normalised per feature over the batch; input (N, C, H, W) per channel
@@ -103,15 +101,10 @@ class BatchNormalization:
     def __init__(self, gamma: Array, beta: Array, momentum: float = 0.9,
                  running_mean: Array | None = None, running_var: Array | None = None,
                  eps: float = 1e-6) -> None:
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) \
-                or not 0 <= momentum <= 1:
-            raise ConfigError(f"momentum must be a number in [0, 1], got {momentum!r}")
-        if not isinstance(eps, (int, float)) or not eps > 0:
-            raise ConfigError(f"eps must be a positive number, got {eps!r}")
         self.gamma = gamma
         self.beta = beta
-        self.momentum = float(momentum)
-        self.eps = float(eps)
+        self.momentum = check_fraction("momentum", momentum, one=True)
+        self.eps = check_positive("eps", eps)
         self.running_mean = running_mean
         self.running_var = running_var
         self.train_flg = True
@@ -123,10 +116,7 @@ class BatchNormalization:
 
     def forward(self, x: Array, train_flg: bool = True) -> Array:
         xp = namespace_of(x, self.gamma, self.beta)
-        if x.ndim not in (2, 4) or tuple(self.gamma.shape) != (x.shape[1],):
-            raise ShapeError(f"BatchNormalization got input of shape {tuple(x.shape)} with gamma of "
-                             f"shape {tuple(self.gamma.shape)}; it takes (N, D) or (N, C, H, W) "
-                             "input with gamma and beta of shape (D,) or (C,)")
+        _check_batchnorm_input(x, self.gamma)
         channels = x.shape[1]
         self.axes = (0,) if x.ndim == 2 else (0, 2, 3)
         shape = (1, channels) if x.ndim == 2 else (1, channels, 1, 1)  # broadcasts over axes
@@ -164,3 +154,10 @@ class BatchNormalization:
         mean_dxn = xp.mean(dxn, axis=self.axes, keepdims=True)
         mean_dxn_xn = xp.mean(dxn * self.xn, axis=self.axes, keepdims=True)
         return (dxn - mean_dxn - self.xn * mean_dxn_xn) / self.std
+
+
+def _check_batchnorm_input(x: Array, gamma: Array) -> None:
+    if x.ndim not in (2, 4) or tuple(gamma.shape) != (x.shape[1],):
+        raise ShapeError(f"BatchNormalization got input of shape {tuple(x.shape)} with gamma of "
+                         f"shape {tuple(gamma.shape)}; it takes (N, D) or (N, C, H, W) "
+                         "input with gamma and beta of shape (D,) or (C,)")

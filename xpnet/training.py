@@ -1,4 +1,5 @@
-"""Training on a device: the :class:`Trainer` loop and :func:`run_training`, behind ``xpnet train``.
+"""Training on a device: the book's mini-batch loop as the :class:`Trainer` (``xpnet train``'s
+options, printing and files are :mod:`xpnet.commands`).
 
 What runs where (docs/training.md says why):
 
@@ -24,26 +25,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
-from . import models
 from .backend import Array, Device, to_numpy
-from .backend import device as resolve_device
 from .errors import ConfigError, XPNetError
-from .optim import Optimizer, make_optimizer
+from .optim import Optimizer
 from .rng import Generator
+from .validate import check_size
 
-__all__ = ["EpochRecord", "Trainer", "TrainingError", "TrainOptions", "DEFAULTS", "epoch_seed", "send_dataset",
-           "run_training", "evaluate_checkpoint"]
+__all__ = ["EpochRecord", "Trainer", "TrainingError", "epoch_seed", "send_dataset", "EVAL_BATCH_SIZE"]
 
 
 class TrainingError(XPNetError, ArithmeticError):
@@ -70,6 +66,8 @@ class EpochRecord:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+EpochCallback = Callable[[EpochRecord], None]
 
 # rows per evaluation call: large enough to keep a GPU busy, small enough that a convnet's
 # im2col windows (about 45 KB per image) stay in memory (10000 rows took 3 GB and ran slower)
@@ -113,8 +111,8 @@ class Trainer:
             raise ConfigError(f"{type(network).__name__} has no lastLayer (its loss layer, e.g. "
                               "SoftmaxWithLoss), where Trainer reads each batch's loss")
         self.device: Device = network.device
-        self.batch_size = models.check_size("batch_size", batch_size)
-        self.eval_batch_size = models.check_size("eval_batch_size", eval_batch_size)
+        self.batch_size = check_size("batch_size", batch_size)
+        self.eval_batch_size = check_size("eval_batch_size", eval_batch_size)
         self.seed = int(seed)
         self.progress = progress
         self.x_train, self.t_train = self._send(*train)
@@ -148,18 +146,20 @@ class Trainer:
         return Generator(self.device, epoch_seed(self.seed, epoch)).permutation(self.x_train.shape[0])
 
     def fit(self, *, epochs: int | None = None, iterations: int | None = None,
-            on_epoch: Callable[[EpochRecord], None] | None = None) -> list[EpochRecord]:
+            on_epoch: EpochCallback | Sequence[EpochCallback] = ()) -> list[EpochRecord]:
         """Train until ``epochs`` epochs (or ``iterations`` updates) are done in total.
 
         Counts include what an earlier run did (``self.iteration``), so a resumed trainer
-        finishes where the uninterrupted run would. ``on_epoch`` is called with each
-        :class:`EpochRecord` (to print, log or save a checkpoint). Returns the new records.
+        finishes where the uninterrupted run would. ``on_epoch`` (a callable, or several in
+        order) is called with each :class:`EpochRecord`, to print, log or save a checkpoint.
+        Returns the new records.
         """
+        callbacks = [on_epoch] if callable(on_epoch) else list(on_epoch)
         if (epochs is None) == (iterations is None):
             raise ConfigError("give the length of training as epochs or as iterations, not both")
         if epochs is not None:
-            iterations = models.check_size("epochs", epochs) * self.iterations_per_epoch
-        target = models.check_size("iterations", iterations)
+            iterations = check_size("epochs", epochs) * self.iterations_per_epoch
+        target = check_size("iterations", iterations)
         per_epoch, batch = self.iterations_per_epoch, self.batch_size
         xp = self.device.xp
         records = []
@@ -179,8 +179,8 @@ class Trainer:
                         bar.update(batch)
             record = self._end_epoch(epoch + 1, start, started)
             records.append(record)
-            if on_epoch is not None:
-                on_epoch(record)
+            for callback in callbacks:
+                callback(record)
         return records
 
     def _progress_bar(self, epoch: int, total: int) -> Any:
@@ -206,7 +206,7 @@ class Trainer:
             raise TrainingError(
                 f"loss became {losses[bad[0]]} at iteration {first}, during epoch {epoch} "
                 f"(iterations {start + 1}-{start + losses.size}); training stopped. Lower the "
-                "learning rate (--lr), or pick another optimizer")
+                "learning rate, or pick another optimizer")
         self.loss_history.extend(losses.tolist())
         record = EpochRecord(
             epoch=epoch, iterations=self.iteration, loss=float(losses.mean()),
@@ -221,254 +221,3 @@ class Trainer:
         """Fraction of ``x`` classified as ``t``, counted on the device ``eval_batch_size`` rows at a time."""
         correct = self.network.count_correct(x, t, min(self.eval_batch_size, x.shape[0]))
         return int(to_numpy(correct)) / x.shape[0]
-
-
-# --------------------------------------------------------------------------- the command
-
-# Defaults of ``xpnet train``: Adam at the book's rate on a 784-100-10 network reaches about
-# 97.6% test accuracy in 10 epochs, a few seconds per epoch on a 2-core CPU.
-DEFAULTS: dict[str, Any] = {
-    "model": "mlp", "hidden": (100,), "activation": "relu", "weight_decay": 0.0,
-    "dtype": "float32", "optimizer": "adam", "lr": None, "batch_size": 100, "seed": 0,
-    "train_limit": None, "epochs": 10, "iters": None,
-}
-# Settings a resumed run must share with its checkpoint: they define the network, the
-# optimizer state or the order of the batches.
-RESUME_FIXED = ("model", "hidden", "activation", "weight_decay", "dtype", "optimizer",
-                "batch_size", "seed", "train_limit")
-IMAGE_SHAPE = (1, 28, 28)
-NUM_CLASSES = 10
-
-
-@dataclass
-class TrainOptions:
-    """The options of ``xpnet train``; ``None`` means the default (or, resuming, the checkpoint's)."""
-
-    device: str = "auto"
-    model: str | None = None
-    hidden: Sequence[int] | None = None
-    activation: str | None = None
-    weight_decay: float | None = None
-    dtype: str | None = None
-    optimizer: str | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    seed: int | None = None
-    train_limit: int | None = None
-    epochs: int | None = None
-    iters: int | None = None
-    data_dir: str | None = None
-    save: str | None = None
-    resume: str | None = None
-    log: str | None = None
-    plot: str | None = None
-    quiet: bool = False
-
-    def given(self) -> dict[str, Any]:
-        """The training settings set explicitly (not ``None``), hidden sizes as a tuple."""
-        settings = {key: getattr(self, key) for key in DEFAULTS if getattr(self, key) is not None}
-        if "hidden" in settings:
-            settings["hidden"] = tuple(settings["hidden"])
-        return settings
-
-
-def _check_settings(settings: dict[str, Any]) -> None:
-    """Raise :class:`ConfigError`, naming the option, for a non-positive size, rate or length."""
-    for key in ("batch_size", "epochs", "iters", "train_limit"):
-        if settings.get(key) is not None:
-            models.check_size("--" + key.replace("_", "-"), settings[key])
-    if not settings["hidden"]:
-        raise ConfigError("--hidden needs at least one size")
-    for size in settings["hidden"]:
-        models.check_size("each --hidden size", size)
-    lr = settings.get("lr")
-    if lr is not None and not (math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"--lr must be a positive number, got {lr!r}")
-    decay = settings["weight_decay"]
-    if not (math.isfinite(decay) and decay >= 0):
-        raise ConfigError(f"--weight-decay must be zero or a positive number, got {decay!r}")
-    if settings["activation"] not in ("relu", "sigmoid"):
-        raise ConfigError(f"unknown activation {settings['activation']!r}; choose relu or sigmoid")
-    if settings["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"unknown dtype {settings['dtype']!r}; choose float32 or float64")
-
-
-def _check_output_paths(options: TrainOptions) -> None:
-    """Fail before training, not after it, when an output cannot be written."""
-    for flag, path in (("--save", options.save), ("--log", options.log), ("--plot", options.plot)):
-        if path is None:
-            continue
-        folder = Path(path).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise ConfigError(f"{flag} {path}: folder {folder} does not exist; create it first")
-    if options.plot is not None:
-        from .plotting import require_matplotlib
-
-        require_matplotlib(options.plot)
-
-
-def _build_network(settings: dict[str, Any], dev: Device) -> Any:
-    """The network ``settings`` describe, initialised from ``settings["seed"]``."""
-    return models.build_model(settings["model"], input_shape=IMAGE_SHAPE, hidden=settings["hidden"],
-                              output_size=NUM_CLASSES, activation=settings["activation"],
-                              weight_decay=settings["weight_decay"], device=dev,
-                              dtype=settings["dtype"], seed=settings["seed"])
-
-
-def _describe(settings: dict[str, Any], optimizer: Optimizer) -> str:
-    hidden = "-".join(str(s) for s in settings["hidden"])
-    layers = (f"{'x'.join(map(str, IMAGE_SHAPE))}-conv-pool-{hidden}-{NUM_CLASSES}"
-              if settings["model"] == "convnet"
-              else f"{IMAGE_SHAPE[1] * IMAGE_SHAPE[2]}-{hidden}-{NUM_CLASSES}")
-    decay = f", weight decay {settings['weight_decay']:g}" if settings["weight_decay"] else ""
-    length = (f"{settings['iters']} iterations" if settings.get("iters")
-              else f"{settings['epochs']} epochs")
-    return (f"model {settings['model']} {layers} {settings['activation']}{decay}, optimizer "
-            f"{optimizer.name} lr {optimizer.lr:g}, batch {settings['batch_size']}, {length}, "
-            f"seed {settings['seed']}")
-
-
-def _training_device(spec: str | Device) -> Device:
-    dev = resolve_device(spec)
-    if dev.name == "torch:meta":
-        raise ConfigError("torch:meta holds shapes but no values, so nothing can be trained or "
-                          "measured there (it exists to find host syncs in tests); use torch:cpu")
-    return dev
-
-
-def _load_data(settings: dict[str, Any], data_dir: str | None) -> tuple[tuple, tuple]:
-    from .datasets import load_mnist
-
-    (x_train, t_train), test = load_mnist(dtype=settings["dtype"], data_dir=data_dir)
-    limit = settings.get("train_limit")
-    if limit is not None:
-        x_train, t_train = x_train[:limit], t_train[:limit]
-    return (x_train, t_train), test
-
-
-def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[EpochRecord]:
-    """Run ``xpnet train``: build or resume, train, print, and write the requested files.
-
-    Prints to ``out`` (stdout by default): the device line first, one line per epoch
-    (unless ``quiet``), and the final test accuracy. Returns the epoch records of this run.
-    Every bad input raises an :class:`~xpnet.errors.XPNetError` before training starts.
-    """
-    from .checkpoint import load_checkpoint, save_checkpoint
-
-    out = out or sys.stdout
-    given = options.given()
-    if given.get("epochs") is not None and given.get("iters") is not None:
-        raise ConfigError("--epochs and --iters are mutually exclusive; give one of them")
-    _check_output_paths(options)
-    dev = _training_device(options.device)
-    if options.resume is not None:
-        network, optimizer, meta = load_checkpoint(options.resume, device=dev)
-        settings = _resumed_settings(options.resume, meta, given)
-        _check_settings(settings)
-        if "lr" in given:
-            optimizer.lr = settings["lr"]
-        iteration = meta["iteration"]
-    else:
-        settings = {**DEFAULTS, **given}
-        if "iters" in given:
-            settings["epochs"] = None
-        _check_settings(settings)
-        network = _build_network(settings, dev)
-        optimizer = make_optimizer(settings["optimizer"], settings["lr"])
-        iteration = 0
-
-    def say(line: str) -> None:
-        print(line, file=out, flush=True)
-
-    say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}")
-    if not options.quiet:
-        say(_describe(settings, optimizer))
-    train, test = _load_data(settings, options.data_dir)
-    trainer = Trainer(network, optimizer, train, test, batch_size=settings["batch_size"],
-                      seed=settings["seed"], progress=not options.quiet and sys.stderr.isatty())
-    trainer.iteration = iteration
-    target = (settings["iters"] if settings.get("iters")
-              else settings["epochs"] * trainer.iterations_per_epoch)
-    if iteration >= target:
-        raise ConfigError(f"checkpoint {options.resume} is already at iteration {iteration} of "
-                          f"{target}; ask for more with --epochs or --iters")
-    if options.resume is not None and not options.quiet:
-        say(f"resuming from {options.resume} at iteration {iteration} "
-            f"(epoch {iteration // trainer.iterations_per_epoch})")
-    saved = {key: settings[key] for key in DEFAULTS}
-    saved["hidden"] = list(saved["hidden"])
-    # a resumed run continues its log; a new run starts a new one
-    log_mode = "a" if options.resume is not None else "w"
-    try:
-        log_file = open(options.log, log_mode, encoding="utf-8") if options.log else None
-    except OSError as exc:
-        raise ConfigError(f"cannot write --log {options.log}: {exc}") from None
-
-    def on_epoch(record: EpochRecord) -> None:
-        if not options.quiet:
-            say(f"epoch {record.epoch:>3} | iter {record.iterations:>6} | loss "
-                f"{record.loss:.4f} | train acc, test acc | {record.train_acc:.4f}, "
-                f"{record.test_acc:.4f} | {record.seconds:.1f} s, "
-                f"{record.samples_per_s:,.0f} samples/s")
-        if log_file is not None:
-            log_file.write(json.dumps(record.as_dict()) + "\n")
-            log_file.flush()
-        if options.save is not None:
-            save_checkpoint(options.save, network, optimizer, epoch=record.epoch,
-                            iteration=trainer.iteration, seed=settings["seed"],
-                            extra={"settings": saved, "test_acc": record.test_acc})
-
-    started = time.perf_counter()
-    try:
-        records = trainer.fit(iterations=target, on_epoch=on_epoch)
-    finally:
-        if log_file is not None:
-            log_file.close()
-    if options.plot is not None:
-        from .plotting import plot_history
-
-        plot_history(trainer.history, options.plot, loss_history=trainer.loss_history)
-    final = records[-1]
-    say(f"final test accuracy: {final.test_acc:.4f} (epoch {final.epoch}, "
-        f"{final.iterations} iterations, {time.perf_counter() - started:.1f} s)")
-    return records
-
-
-def _resumed_settings(path: str, meta: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's settings with this run's length and learning rate, if given.
-
-    A setting in ``RESUME_FIXED`` given with another value than the checkpoint's is an error:
-    it would change the network, the optimizer or the batches the run continues with.
-    """
-    saved = meta["extra"].get("settings")
-    if not isinstance(saved, dict) or not isinstance(meta["iteration"], int):
-        raise ConfigError(f"checkpoint {path} holds no training settings (it was not written "
-                          "by xpnet train), so it cannot be resumed; evaluate it instead")
-    settings = {**DEFAULTS, **saved, "hidden": tuple(saved.get("hidden", ()))}
-    for key in RESUME_FIXED:
-        if key in given and given[key] != settings[key]:
-            flag = "--" + key.replace("_", "-")
-            theirs = " ".join(map(str, settings[key])) if key == "hidden" else settings[key]
-            ours = " ".join(map(str, given[key])) if key == "hidden" else given[key]
-            raise ConfigError(f"checkpoint {path} was trained with {flag} {theirs}, but this run "
-                              f"asks for {flag} {ours}; drop {flag} to resume, or start a new "
-                              "run without --resume")
-    if "lr" in given:
-        settings["lr"] = given["lr"]
-    if "epochs" in given or "iters" in given:
-        settings["epochs"], settings["iters"] = given.get("epochs"), given.get("iters")
-    return settings
-
-
-def evaluate_checkpoint(path: str, *, device: str | Device = "cpu", data_dir: str | None = None,
-                        eval_batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int, int]:
-    """``(accuracy, correct, total)`` of the network saved in ``path`` on the MNIST test set."""
-    from .checkpoint import load_checkpoint
-    from .datasets import load_mnist
-
-    network, _, _ = load_checkpoint(path, device=_training_device(device))
-    _, test = load_mnist(dtype=network.dtype, data_dir=data_dir)
-    x, t = send_dataset(network, *test)
-    correct = int(to_numpy(network.count_correct(x, t, min(eval_batch_size, x.shape[0]))))
-    return correct / x.shape[0], correct, x.shape[0]
-
