@@ -22,40 +22,40 @@ __all__ = ["check_size", "check_count", "check_positive", "check_nonnegative", "
 DTYPES = ("float32", "float64")
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def _integer(name: str, value: Any, minimum: int, rule: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+    return int(value)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _number(name: str, value: Any, above_zero: bool, rule: str) -> float:
+    if not _is_number(value) or value < 0 or (above_zero and value == 0):
+        raise ConfigError(f"{name} must be {rule}, got {value!r}")
+    return float(value)
+
+
 def check_size(name: str, value: Any) -> int:
     """``value`` as a positive ``int`` (a size, a count of steps, a stride)."""
-    if not _is_integer(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return _integer(name, value, 1, "a positive integer")
 
 
 def check_count(name: str, value: Any) -> int:
     """``value`` as an ``int`` that is zero or positive (a padding)."""
-    if not _is_integer(value) or value < 0:
-        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
+    return _integer(name, value, 0, "a non-negative integer")
 
 
 def check_positive(name: str, value: Any) -> float:
     """``value`` as a finite ``float`` above zero (a learning rate, an epsilon)."""
-    if not _is_number(value) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+    return _number(name, value, True, "a positive number")
 
 
 def check_nonnegative(name: str, value: Any) -> float:
     """``value`` as a finite ``float`` that is zero or positive (a weight decay)."""
-    if not _is_number(value) or value < 0:
-        raise ConfigError(f"{name} must be zero or a positive number, got {value!r}")
-    return float(value)
+    return _number(name, value, False, "zero or a positive number")
 
 
 def check_fraction(name: str, value: Any, *, zero: bool = True, one: bool = False) -> float:
