@@ -1,28 +1,35 @@
 """Convolution and max pooling: xpnet against PyTorch's conv2d / max_pool2d on the same shapes.
 
-    python benchmarks/bench_conv.py [--device cpu] [--windows 7] [--json PATH]
+    python benchmarks/bench_conv.py [--device cpu] [--windows 7] [--json PATH] [--quick]
 
 For each shape, times forward and forward+backward of ``xpnet.conv.Convolution`` (and
 ``Pooling``) against ``torch.nn.functional.conv2d`` (and ``max_pool2d``) with autograd,
 float32, as the median ms over timing windows that alternate between the two
 implementations, so machine noise hits both alike; each window follows 0.2 s of idle time
 (OpenBLAS's and PyTorch's worker threads spin after a call and slow the other library on a
-2-core machine). Ratios below 1 mean xpnet is faster.
+2-core machine). Ratios below 1 mean xpnet is faster. On a GPU, torch runs on the same GPU
+as xpnet with TF32 off (CuPy computes in FP32), and every clock is read after that GPU has
+finished.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
-import time
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import xpnet
 from xpnet.conv import Convolution, Pooling
+
+# harness.py sits beside this script: importable however it is loaded
+# (run as a script, or by path through importlib as the tests do)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import (  # noqa: E402
+    Impl, device_sync, environment, interleaved, torch_device_for, torch_full_fp32, torch_sync)
 
 # (name, N, C, H, W, filters, filter size, stride, pad): the book's ch.7 layer first
 SHAPES = [
@@ -32,105 +39,114 @@ SHAPES = [
 ]
 
 
-def _timed(fn, repeats: int) -> float:
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) * 1e3 / repeats
-
-
-def _interleaved(contenders: dict[str, callable], windows: int, repeats: int) -> dict[str, float]:
-    for fn in contenders.values():  # warm-up
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(windows):
-        for name, fn in contenders.items():
-            # let the other library's spinning worker threads go idle, then one untimed call
-            time.sleep(0.2)
-            fn()
-            samples[name].append(_timed(fn, repeats))
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="xpnet device (default cpu); torch runs on "
-                        "the matching torch device")
-    parser.add_argument("--windows", type=int, default=7)
-    parser.add_argument("--repeats", type=int, default=5)
+                        "the same device (cuda:N for cuda:N and torch:cuda:N)")
+    parser.add_argument("--windows", type=int, help="timing windows (default 7, --quick 1)")
+    parser.add_argument("--repeats", type=int, help="calls per window (default 5, --quick 1)")
+    parser.add_argument("--gap-s", type=float, default=0.2, help="idle seconds before each "
+                        "window, so the other library's threads stop spinning (0.2)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: one window of one call, numbers not meaningful")
     parser.add_argument("--json", metavar="PATH")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def torch_device(dev: xpnet.Device, torch: Any) -> Any:
+    """The torch device to compare with ``dev`` (the same GPU), set to compute in full FP32."""
+    where = torch_device_for(dev, torch)
+    if where is None:
+        raise SystemExit(f"xpnet runs on {dev.name}, but this PyTorch sees no CUDA GPU: "
+                         "install a CUDA build of PyTorch to compare")
+    torch_full_fp32(torch, where)
+    return where
+
+
+def shape_impls(dev: xpnet.Device, torch: Any, where: Any, rng: np.random.Generator,
+                shape: tuple) -> list[Impl]:
+    """The six contenders for one shape: xpnet and torch, forward, fwd+bwd, conv+pool fwd+bwd."""
+    F = torch.nn.functional
+    _, n, c, h, w, filters, size, stride, pad = shape
+    x_host = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    W_host = (rng.standard_normal((filters, c, size, size)) * 0.1).astype(np.float32)
+    b_host = np.zeros(filters, np.float32)
+    x, W, b = dev.send(x_host), dev.send(W_host), dev.send(b_host)
+    with dev:  # on CuPy, the layers' outputs and gradients are allocated on the current GPU
+        conv, pool = Convolution(W, b, stride, pad), Pooling(2, 2, stride=2)
+        out_shape = conv.forward(x).shape
+        pooled_shape = pool.forward(conv.forward(x)).shape
+    dout = dev.send(rng.standard_normal(tuple(out_shape)).astype(np.float32))
+    dpool = dev.send(rng.standard_normal(tuple(pooled_shape)).astype(np.float32))
+
+    tx = torch.tensor(x_host, device=where, requires_grad=True)
+    tW = torch.tensor(W_host, device=where, requires_grad=True)
+    tb = torch.tensor(b_host, device=where, requires_grad=True)
+    tdout = torch.tensor(xpnet.to_numpy(dout), device=where)
+    tdpool = torch.tensor(xpnet.to_numpy(dpool), device=where)
+
+    def xp_forward() -> None:
+        with dev:
+            conv.forward(x)
+
+    def xp_step() -> None:
+        with dev:
+            conv.forward(x)
+            conv.backward(dout)
+
+    def xp_pool_step() -> None:
+        with dev:
+            pool.forward(conv.forward(x))
+            conv.backward(pool.backward(dpool))
+
+    def torch_forward() -> None:
+        with torch.no_grad():
+            F.conv2d(tx, tW, tb, stride=stride, padding=pad)
+
+    def torch_step() -> None:
+        torch.autograd.backward(F.conv2d(tx, tW, tb, stride=stride, padding=pad), tdout)
+
+    def torch_pool_step() -> None:
+        out = F.max_pool2d(F.conv2d(tx, tW, tb, stride=stride, padding=pad), 2, 2)
+        torch.autograd.backward(out, tdpool)
+
+    xp_sync, t_sync = device_sync(dev), torch_sync(torch, where)
+    return [Impl("xpnet forward", xp_forward, xp_sync),
+            Impl("torch forward", torch_forward, t_sync),
+            Impl("xpnet fwd+bwd", xp_step, xp_sync),
+            Impl("torch fwd+bwd", torch_step, t_sync),
+            Impl("xpnet conv+pool fwd+bwd", xp_pool_step, xp_sync),
+            Impl("torch conv+pool fwd+bwd", torch_pool_step, t_sync)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    windows = args.windows or (1 if args.quick else 7)
+    repeats = args.repeats or (1 if args.quick else 5)
 
     import torch
-    import torch.nn.functional as F
 
     dev = xpnet.device(args.device)
-    torch_device = "cuda" if dev.backend == "cupy" else "cpu"
-    sync = (lambda: dev.xp_library.cuda.get_current_stream().synchronize()) if dev.backend == "cupy" \
-        else (lambda: None)
-    torch_sync = torch.cuda.synchronize if torch_device == "cuda" else (lambda: None)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load "
-          f"{os.getloadavg()[0]:.2f}; xpnet on {dev.name}, torch {torch.__version__} on "
-          f"{torch_device} ({torch.get_num_threads()} threads); numpy {np.__version__}")
+    where = torch_device(dev, torch)  # before any timing: the TF32 flags are process-wide
+    env = environment(dev, torch)
+    print(f"# {env['cpu']}, {env['cores']} cores, load {env['load_average_at_start'][0]:.2f}; "
+          f"xpnet on {dev.name}{', ' + env['gpu'] if 'gpu' in env else ''}, torch "
+          f"{torch.__version__} on {where} ({torch.get_num_threads()} threads); numpy "
+          f"{np.__version__} ({env['numpy_blas']}, {env['numpy_blas_threads']} threads)")
 
     rng = np.random.default_rng(0)
     rows = []
-    for name, n, c, h, w, filters, size, stride, pad in SHAPES:
-        x_host = rng.standard_normal((n, c, h, w)).astype(np.float32)
-        W_host = (rng.standard_normal((filters, c, size, size)) * 0.1).astype(np.float32)
-        b_host = np.zeros(filters, np.float32)
-        x, W, b = dev.send(x_host), dev.send(W_host), dev.send(b_host)
-        conv, pool = Convolution(W, b, stride, pad), Pooling(2, 2, stride=2)
-        out_shape = conv.forward(x).shape
-        dout = dev.send(rng.standard_normal(tuple(out_shape)).astype(np.float32))
-        pooled_shape = pool.forward(conv.forward(x)).shape
-        dpool = dev.send(rng.standard_normal(tuple(pooled_shape)).astype(np.float32))
-
-        tx = torch.tensor(x_host, device=torch_device, requires_grad=True)
-        tW = torch.tensor(W_host, device=torch_device, requires_grad=True)
-        tb = torch.tensor(b_host, device=torch_device, requires_grad=True)
-        tdout = torch.tensor(xpnet.to_numpy(dout), device=torch_device)
-        tdpool = torch.tensor(xpnet.to_numpy(dpool), device=torch_device)
-
-        def xp_forward():
-            conv.forward(x)
-            sync()
-
-        def xp_step():
-            conv.forward(x)
-            conv.backward(dout)
-            sync()
-
-        def xp_pool_step():
-            pool.forward(conv.forward(x))
-            conv.backward(pool.backward(dpool))
-            sync()
-
-        def torch_forward():
-            with torch.no_grad():
-                F.conv2d(tx, tW, tb, stride=stride, padding=pad)
-            torch_sync()
-
-        def torch_step():
-            torch.autograd.backward(F.conv2d(tx, tW, tb, stride=stride, padding=pad), tdout)
-            torch_sync()
-
-        def torch_pool_step():
-            out = F.max_pool2d(F.conv2d(tx, tW, tb, stride=stride, padding=pad), 2, 2)
-            torch.autograd.backward(out, tdpool)
-            torch_sync()
-
-        times = _interleaved({"xpnet forward": xp_forward, "torch forward": torch_forward,
-                              "xpnet fwd+bwd": xp_step, "torch fwd+bwd": torch_step,
-                              "xpnet conv+pool fwd+bwd": xp_pool_step,
-                              "torch conv+pool fwd+bwd": torch_pool_step},
-                             args.windows, args.repeats)
-        row = {"shape": name, "input": [n, c, h, w], "filters": [filters, c, size, size],
-               "stride": stride, "pad": pad, "ms": times,
-               "ratio forward": times["xpnet forward"] / times["torch forward"],
-               "ratio fwd+bwd": times["xpnet fwd+bwd"] / times["torch fwd+bwd"],
-               "ratio conv+pool fwd+bwd": times["xpnet conv+pool fwd+bwd"] / times["torch conv+pool fwd+bwd"]}
-        rows.append(row)
+    for shape in SHAPES:
+        name, n, c, h, w, filters, size, stride, pad = shape
+        detail = interleaved(shape_impls(dev, torch, where, rng, shape), windows, args.gap_s,
+                             iterations=repeats)
+        times = {impl: t["ms"] for impl, t in detail.items()}
+        rows.append({"shape": name, "input": [n, c, h, w], "filters": [filters, c, size, size],
+                     "stride": stride, "pad": pad, "ms": times,
+                     "ratio forward": times["xpnet forward"] / times["torch forward"],
+                     "ratio fwd+bwd": times["xpnet fwd+bwd"] / times["torch fwd+bwd"],
+                     "ratio conv+pool fwd+bwd":
+                         times["xpnet conv+pool fwd+bwd"] / times["torch conv+pool fwd+bwd"]})
 
     header = f"{'shape':34} {'fwd xpnet':>10} {'fwd torch':>10} {'ratio':>6} " \
              f"{'f+b xpnet':>10} {'f+b torch':>10} {'ratio':>6} {'+pool ratio':>11}"
@@ -143,8 +159,8 @@ def main() -> None:
     print("(ms per call, median of interleaved windows; ratio = xpnet / torch, below 1 is faster)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": dev.name, "torch_threads": torch.get_num_threads(), "rows": rows}, f,
-                      indent=2)
+            json.dump({"device": dev.name, "torch_threads": torch.get_num_threads(),
+                       "environment": env, "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

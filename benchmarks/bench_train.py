@@ -5,7 +5,7 @@ training step (draw a batch, forward, backward, SGD update) of:
 
 - ``xpnet f32`` / ``xpnet f64``: ``xpnet.TwoLayerNet`` on ``--device``, batches drawn and
   gathered on the device (``Generator.integers`` + ``xp.take``), ``xpnet.optim.SGD``;
-- ``book``: the book's chapter-5 code in plain NumPy, written out below (float64
+- ``book``: the book's chapter-5 code in plain NumPy, copied in book_reference.py (float64
   parameters, float32 images, one-hot float64 labels, ``np.random.choice``, the full backward
   including the first layer's ``dx``, its ``softmax`` and ``cross_entropy_error``);
 - ``torch``: PyTorch eager on the same device (two ``nn.Linear``, ReLU, ``F.cross_entropy``,
@@ -20,7 +20,8 @@ The implementations are interleaved window by window (A B C D E, B C D E A, ...)
 machine noise hits all alike; each number is the median ms per step over the windows.
 It then times one evaluation of train and test accuracy (70,000 samples), and with
 ``--book-run`` the book's whole run (10000 iterations on real MNIST, accuracy every epoch)
-both ways: the book's code and ``examples/train_mnist.py``.
+both ways: the book's code and ``examples/train_mnist.py``. On a GPU, torch runs on the
+same GPU as xpnet with TF32 off, and every clock is read after that GPU has finished.
 
     python benchmarks/bench_train.py [--device SPEC] [--json PATH] [--quick] [--book-run]
                                      [--threads N]
@@ -36,12 +37,10 @@ import contextlib
 import io
 import json
 import os
-import platform
 import runpy
 import statistics
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -51,7 +50,7 @@ from typing import Any
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="xpnet device spec (default cpu); "
-                        "PyTorch runs on the matching device (cuda for cuda/cupy/torch:cuda)")
+                        "PyTorch runs on the same device (cuda:N for cuda:N and torch:cuda:N)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     parser.add_argument("--quick", action="store_true", help="a smoke run (a few seconds): "
                         "short windows, numbers not meaningful")
@@ -60,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="CPU threads for BLAS and PyTorch "
                         "(default: the libraries' defaults, usually one per core)")
     parser.add_argument("--windows", type=int, help="timing windows per implementation "
-                        "(default 15, --quick 3)")
+                        "(default 15, --quick 2)")
     parser.add_argument("--window-s", type=float, help="seconds per window (default 0.2)")
     parser.add_argument("--gap-s", type=float, default=0.2, help="idle seconds before each "
                         "window, so the previous library's BLAS threads stop spinning (0.2)")
@@ -76,6 +75,15 @@ import numpy as np  # noqa: E402  (after the thread settings)
 
 import xpnet  # noqa: E402
 
+# harness.py and book_reference.py sit beside this script: importable however it is loaded
+# (run as a script, or by path through importlib as the tests do)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from book_reference import (  # noqa: E402
+    BookTwoLayerNet, book_one_hot, train_neuralnet, train_step)
+from harness import (  # noqa: E402
+    Impl, device_sync, environment, fmt, interleaved, load_average, no_sync, ratio, table,
+    torch_device_for, torch_full_fp32, torch_sync)
+
 CONFIGS = [(100, 50), (100, 1000), (1000, 50), (1000, 1000)]  # (batch size, hidden size)
 INPUT, CLASSES, LR = 784, 10, 0.1
 N_TRAIN, N_TEST = 60000, 10000
@@ -84,224 +92,7 @@ EVAL_BATCH = 10000
 TARGETS = {(100, 50): (0.6, 2.0), (1000, 1000): (0.95, 1.2)}
 
 
-# --- the book's implementation (Deep Learning from Scratch, ch. 5; common/functions.py) ---------
-
-def book_softmax(x):
-    if x.ndim == 2:
-        x = x.T
-        x = x - np.max(x, axis=0)
-        y = np.exp(x) / np.sum(np.exp(x), axis=0)
-        return y.T
-    x = x - np.max(x)
-    return np.exp(x) / np.sum(np.exp(x))
-
-
-def book_cross_entropy_error(y, t):
-    if y.ndim == 1:
-        t = t.reshape(1, t.size)
-        y = y.reshape(1, y.size)
-    if t.size == y.size:
-        t = t.argmax(axis=1)
-    batch_size = y.shape[0]
-    return -np.sum(np.log(y[np.arange(batch_size), t] + 1e-7)) / batch_size
-
-
-class BookRelu:
-    def __init__(self):
-        self.mask = None
-
-    def forward(self, x):
-        self.mask = (x <= 0)
-        out = x.copy()
-        out[self.mask] = 0
-        return out
-
-    def backward(self, dout):
-        dout[self.mask] = 0
-        dx = dout
-        return dx
-
-
-class BookAffine:
-    def __init__(self, W, b):
-        self.W = W
-        self.b = b
-        self.x = None
-        self.dW = None
-        self.db = None
-
-    def forward(self, x):
-        self.x = x
-        out = np.dot(self.x, self.W) + self.b
-        return out
-
-    def backward(self, dout):
-        dx = np.dot(dout, self.W.T)
-        self.dW = np.dot(self.x.T, dout)
-        self.db = np.sum(dout, axis=0)
-        return dx
-
-
-class BookSoftmaxWithLoss:
-    def __init__(self):
-        self.loss = None
-        self.y = None
-        self.t = None
-
-    def forward(self, x, t):
-        self.t = t
-        self.y = book_softmax(x)
-        self.loss = book_cross_entropy_error(self.y, self.t)
-        return self.loss
-
-    def backward(self, dout=1):
-        batch_size = self.t.shape[0]
-        if self.t.size == self.y.size:
-            dx = (self.y - self.t) / batch_size
-        else:
-            dx = self.y.copy()
-            dx[np.arange(batch_size), self.t] -= 1
-            dx = dx / batch_size
-        return dx
-
-
-class BookTwoLayerNet:
-    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
-        self.params = {}
-        self.params['W1'] = weight_init_std * np.random.randn(input_size, hidden_size)
-        self.params['b1'] = np.zeros(hidden_size)
-        self.params['W2'] = weight_init_std * np.random.randn(hidden_size, output_size)
-        self.params['b2'] = np.zeros(output_size)
-        self.layers = OrderedDict()
-        self.layers['Affine1'] = BookAffine(self.params['W1'], self.params['b1'])
-        self.layers['Relu1'] = BookRelu()
-        self.layers['Affine2'] = BookAffine(self.params['W2'], self.params['b2'])
-        self.lastLayer = BookSoftmaxWithLoss()
-
-    def predict(self, x):
-        for layer in self.layers.values():
-            x = layer.forward(x)
-        return x
-
-    def loss(self, x, t):
-        y = self.predict(x)
-        return self.lastLayer.forward(y, t)
-
-    def accuracy(self, x, t):
-        y = self.predict(x)
-        y = np.argmax(y, axis=1)
-        if t.ndim != 1:
-            t = np.argmax(t, axis=1)
-        accuracy = np.sum(y == t) / float(x.shape[0])
-        return accuracy
-
-    def gradient(self, x, t):
-        self.loss(x, t)
-        dout = 1
-        dout = self.lastLayer.backward(dout)
-        layers = list(self.layers.values())
-        layers.reverse()
-        for layer in layers:
-            dout = layer.backward(dout)
-        grads = {}
-        grads['W1'], grads['b1'] = self.layers['Affine1'].dW, self.layers['Affine1'].db
-        grads['W2'], grads['b2'] = self.layers['Affine2'].dW, self.layers['Affine2'].db
-        return grads
-
-
-def book_one_hot(labels: np.ndarray) -> np.ndarray:
-    """The book's ``_change_one_hot_label``: float64 rows."""
-    t = np.zeros((labels.size, CLASSES))
-    t[np.arange(labels.size), labels] = 1
-    return t
-
-
-# --- the machine ------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def openblas_threads() -> int | None:
-    """Threads of the OpenBLAS that NumPy loaded, asked through its C API (None if unknown)."""
-    import ctypes
-
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/maps").read_text().splitlines():
-            if "openblas" in line and line.endswith(".so"):
-                lib = ctypes.CDLL(line.split()[-1])
-                for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
-                             "openblas_get_num_threads"):
-                    if hasattr(lib, name):
-                        return int(getattr(lib, name)())
-    return None
-
-
-def environment(dev: xpnet.Device, torch: Any) -> dict[str, Any]:
-    blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
-    env = {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "numpy": np.__version__,
-        "numpy_blas": f"{blas.get('name', '?')} {blas.get('version', '')}".strip(),
-        "numpy_blas_threads": openblas_threads(), "xpnet": xpnet.__version__,
-        "device": dev.name, "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
-        "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                  "MKL_NUM_THREADS") if k in os.environ},
-    }
-    if torch is not None:
-        env["torch"] = torch.__version__
-        env["torch_threads"] = torch.get_num_threads()
-    if dev.backend == "cupy":
-        import cupy
-
-        env["cupy"] = cupy.__version__
-        env["gpu"] = cupy.cuda.runtime.getDeviceProperties(dev.index)["name"].decode()
-    elif dev.backend == "torch" and dev.array_device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(dev.array_device)
-    return env
-
-
 # --- the implementations: each is a step() and a sync() --------------------------------------
-
-class Impl:
-    """One thing to time: ``step()`` does one unit of work, ``sync()`` waits for the device.
-
-    ``params`` are the arrays it trains, where a check needs to compare them.
-    """
-
-    def __init__(self, name: str, step: Callable[[], Any], sync: Callable[[], None],
-                 params: dict[str, Any] | None = None) -> None:
-        self.name, self.step, self.sync, self.params = name, step, sync, params
-
-
-def no_sync() -> None:
-    return None
-
-
-def device_sync(dev: xpnet.Device) -> Callable[[], None]:
-    """What waits for ``dev``'s queued work (GPU kernels run asynchronously)."""
-    if dev.backend == "cupy":
-        import cupy
-
-        return lambda: cupy.cuda.get_current_stream().synchronize()
-    if dev.backend == "torch" and dev.array_device.type == "cuda":
-        import torch
-
-        return torch.cuda.synchronize
-    return no_sync
-
-
-def torch_device_for(dev: xpnet.Device, torch: Any) -> Any:
-    if dev.backend == "torch":
-        return dev.array_device
-    if dev.backend == "cupy":
-        return torch.device("cuda", dev.index) if torch.cuda.is_available() else None
-    return torch.device("cpu")
-
 
 class Data:
     """Synthetic MNIST-shaped data on the host, and its copies on each device, made once."""
@@ -328,8 +119,9 @@ def xpnet_impl(dev: xpnet.Device, dtype: str, data: Data, batch: int, hidden: in
 
     xp = dev.xp
     x, t, _, _ = data.on(dev, dtype)
-    net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
-    generator = xpnet.Generator(dev, seed=0)
+    with dev:  # on CuPy, where the weights and the generator's state are allocated
+        net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
+        generator = xpnet.Generator(dev, seed=0)
     optimizer = SGD(lr=LR)
 
     def step() -> None:
@@ -347,15 +139,7 @@ def book_impl(data: Data, batch: int, hidden: int) -> Impl:
     network = BookTwoLayerNet(input_size=INPUT, hidden_size=hidden, output_size=CLASSES)
     x_train, t_train = data.x_train, data.book["t_train"]
 
-    def step() -> None:
-        batch_mask = np.random.choice(N_TRAIN, batch)
-        x_batch = x_train[batch_mask]
-        t_batch = t_train[batch_mask]
-        grad = network.gradient(x_batch, t_batch)
-        for key in ('W1', 'b1', 'W2', 'b2'):
-            network.params[key] -= LR * grad[key]
-
-    return Impl("book", step, no_sync)
+    return Impl("book", lambda: train_step(network, x_train, t_train, batch, LR), no_sync)
 
 
 def plain_impl(dev: xpnet.Device, data: Data, batch: int, hidden: int) -> Impl | None:
@@ -369,12 +153,13 @@ def plain_impl(dev: xpnet.Device, data: Data, batch: int, hidden: int) -> Impl |
         return None
     lib = dev.xp_library
     x, t, _, _ = data.on(dev, "float32")
-    start = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype="float32", seed=0).params
-    params = {key: lib.array(value, copy=True) for key, value in start.items()}
-    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
-    with dev:
+    with dev:  # cupy.array(copy=True), arange and the generator allocate on the current GPU
+        start = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype="float32",
+                                  seed=0).params
+        params = {key: lib.array(value, copy=True) for key, value in start.items()}
         rng = lib.random.default_rng(0)
         classes = lib.arange(CLASSES)
+    W1, b1, W2, b2 = params["W1"], params["b1"], params["W2"], params["b2"]
 
     def step() -> None:
         with dev:
@@ -406,10 +191,6 @@ def torch_model(torch: Any, where: Any, hidden: int) -> Any:
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(INPUT, hidden), torch.nn.ReLU(),
                                torch.nn.Linear(hidden, CLASSES)).to(where)
-
-
-def torch_sync(torch: Any, where: Any) -> Callable[[], None]:
-    return torch.cuda.synchronize if where.type == "cuda" else no_sync
 
 
 def torch_impl(torch: Any, where: Any, data: Data, batch: int, hidden: int) -> Impl:
@@ -476,58 +257,6 @@ def bound_impl(dev: xpnet.Device, batch: int, hidden: int) -> Impl:
     return Impl(f"bound ({name})", step, device_sync(where))
 
 
-# --- timing ----------------------------------------------------------------------------------
-
-def timed(impl: Impl, iterations: int) -> float:
-    """Seconds per iteration of ``iterations`` steps, the device drained before and after."""
-    impl.sync()
-    start = time.perf_counter()
-    for _ in range(iterations):
-        impl.step()
-    impl.sync()
-    return (time.perf_counter() - start) / iterations
-
-
-def interleaved(impls: list[Impl], windows: int, window_s: float,
-                gap_s: float) -> dict[str, dict[str, float]]:
-    """Median ms per step of each implementation over ``windows`` interleaved windows.
-
-    A warm-up (one step, then ~window_s of steps) also sizes each window. The
-    starting implementation rotates every window, so none always follows the same other.
-    Each window starts after ``gap_s`` of sleep: OpenBLAS's and PyTorch's OpenMP worker
-    threads keep spinning for a while after their last call, and on a 2-core machine the
-    spinning threads of the previous window's library would slow the next one several-fold.
-    Then one untimed step wakes this library's threads (unless a window is a single step).
-    """
-    iterations = {}
-    for impl in impls:
-        per_step = timed(impl, 1)
-        if window_s:
-            time.sleep(gap_s)
-            per_step = timed(impl, max(1, int(window_s / per_step)))
-        iterations[impl.name] = max(1, round(window_s / per_step))
-    samples: dict[str, list[float]] = {impl.name: [] for impl in impls}
-    for w in range(windows):
-        for impl in impls[w % len(impls):] + impls[:w % len(impls)]:
-            time.sleep(gap_s)
-            if iterations[impl.name] > 1:
-                impl.step()
-            samples[impl.name].append(timed(impl, iterations[impl.name]) * 1e3)
-    return {name: {"ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms),
-                   "iterations_per_window": iterations[name], "windows": len(ms)}
-            for name, ms in samples.items()}
-
-
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
-
-
-def fmt(value: float | None, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.{digits}g}" if value < 10 else f"{value:.1f}"
-
-
 # --- the three parts ---------------------------------------------------------------------------
 
 def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_s: float,
@@ -545,7 +274,7 @@ def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_
         if plain is not None:
             impls.append(plain)
         impls.append(bound_impl(dev, batch, hidden))
-        times = interleaved(impls, windows, window_s, gap_s)
+        times = interleaved(impls, windows, gap_s, window_s=window_s)
         ms = {name.split(" (")[0]: t["ms"] for name, t in times.items()}
         bound = ms["bound"]
         row = {"batch": batch, "hidden": hidden, "ms": ms, "detail": times,
@@ -562,6 +291,20 @@ def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_
     return rows
 
 
+def xpnet_eval_impl(dev: xpnet.Device, dtype: str, data: Data, hidden: int) -> Impl:
+    """Train and test accuracy of an untrained ``TwoLayerNet``, in batches of EVAL_BATCH."""
+    x, t, x_test, t_test = data.on(dev, dtype)
+    with dev:
+        net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
+
+    def evaluate() -> tuple[float, float]:
+        with dev:  # on CuPy, accuracy's kernels allocate on the current GPU
+            return (net.accuracy(x, t, batch_size=EVAL_BATCH),
+                    net.accuracy(x_test, t_test, batch_size=EVAL_BATCH))
+
+    return Impl(f"xpnet {dtype.replace('float', 'f')}", evaluate, device_sync(dev))
+
+
 def bench_eval(dev: xpnet.Device, torch: Any, data: Data, quick: bool, gap_s: float,
                say: Callable[[str], None]) -> list[dict[str, Any]]:
     """One evaluation of train + test accuracy (70,000 samples), as the book does every epoch."""
@@ -569,16 +312,7 @@ def bench_eval(dev: xpnet.Device, torch: Any, data: Data, quick: bool, gap_s: fl
     torch_where = torch_device_for(dev, torch) if torch is not None else None
     windows = 1 if quick else 3
     for hidden in [50] if quick else [50, 1000]:
-        impls = []
-        for dtype in ("float32", "float64"):
-            x, t, x_test, t_test = data.on(dev, dtype)
-            net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
-
-            def evaluate(net=net, x=x, t=t, x_test=x_test, t_test=t_test) -> tuple[float, float]:
-                return (net.accuracy(x, t, batch_size=EVAL_BATCH),
-                        net.accuracy(x_test, t_test, batch_size=EVAL_BATCH))
-
-            impls.append(Impl(f"xpnet {dtype.replace('float', 'f')}", evaluate, no_sync))
+        impls = [xpnet_eval_impl(dev, dtype, data, hidden) for dtype in ("float32", "float64")]
         np.random.seed(0)
         book = BookTwoLayerNet(INPUT, hidden, CLASSES)
         impls.append(Impl("book", lambda book=book: (
@@ -596,9 +330,9 @@ def bench_eval(dev: xpnet.Device, torch: Any, data: Data, quick: bool, gap_s: fl
                             for i in range(0, x.shape[0], EVAL_BATCH)) / x.shape[0]
                         for x, t in (tensors[:2], tensors[2:]))
 
-            impls.append(Impl("torch f32", torch_eval, no_sync))
+            impls.append(Impl("torch f32", torch_eval, torch_sync(torch, torch_where)))
         # windows of ~0.5 s: the fast evaluations run several times per window
-        times = interleaved(impls, windows, 0.0 if quick else 0.5, gap_s)
+        times = interleaved(impls, windows, gap_s, window_s=0.0 if quick else 0.5)
         ms = {name: t["ms"] for name, t in times.items()}
         rows.append({"hidden": hidden, "ms": ms, "detail": times,
                      "xpnet_f32/book": ratio(ms["xpnet f32"], ms["book"]),
@@ -606,39 +340,6 @@ def bench_eval(dev: xpnet.Device, torch: Any, data: Data, quick: bool, gap_s: fl
         say(f"  evaluation, hidden {hidden:4d}: " + ", ".join(
             f"{name} {fmt(value)} ms" for name, value in ms.items()))
     return rows
-
-
-def book_run_book() -> float:
-    """The book's train_neuralnet.py on real MNIST; returns the final test accuracy."""
-    from xpnet.datasets import load_mnist
-
-    (x_train, t_train), (x_test, t_test) = load_mnist(normalize=True)
-    t_train, t_test = book_one_hot(t_train), book_one_hot(t_test)
-    network = BookTwoLayerNet(input_size=784, hidden_size=50, output_size=10)
-    iters_num = 10000
-    train_size = x_train.shape[0]
-    batch_size = 100
-    learning_rate = 0.1
-    train_loss_list = []
-    train_acc_list = []
-    test_acc_list = []
-    iter_per_epoch = max(train_size / batch_size, 1)
-    for i in range(iters_num):
-        batch_mask = np.random.choice(train_size, batch_size)
-        x_batch = x_train[batch_mask]
-        t_batch = t_train[batch_mask]
-        grad = network.gradient(x_batch, t_batch)
-        for key in ('W1', 'b1', 'W2', 'b2'):
-            network.params[key] -= learning_rate * grad[key]
-        loss = network.loss(x_batch, t_batch)
-        train_loss_list.append(loss)
-        if i % iter_per_epoch == 0:
-            train_acc = network.accuracy(x_train, t_train)
-            test_acc = network.accuracy(x_test, t_test)
-            train_acc_list.append(train_acc)
-            test_acc_list.append(test_acc)
-            print(train_acc, test_acc)
-    return network.accuracy(x_test, t_test)
 
 
 def book_run_xpnet(spec: str, seed: int) -> float:
@@ -662,7 +363,7 @@ def bench_book_run(spec: str, repeats: int, say: Callable[[str], None]) -> dict[
     accuracy = {}
     for r in range(repeats):
         np.random.seed(r)
-        for name, run in (("book", book_run_book), ("xpnet", partial(book_run_xpnet, spec, r))):
+        for name, run in (("book", train_neuralnet), ("xpnet", partial(book_run_xpnet, spec, r))):
             start = time.perf_counter()
             with contextlib.redirect_stdout(io.StringIO()):
                 accuracy[name] = run()
@@ -720,15 +421,7 @@ def report(env: dict[str, Any], steps: list[dict], evals: list[dict], book_run: 
         say(f"  book's whole run: book {s['book']:.2f} s, xpnet (examples/train_mnist.py) "
             f"{s['xpnet']:.2f} s, {book_run['speedup']:.2f}x faster (>= 3) {verdict}")
     say(f"Load average at start {env['load_average_at_start']}, at end "
-        f"{[round(v, 2) for v in os.getloadavg()]}: timings are only comparable within one run.")
-
-
-def table(lines: list[list[str]], say: Callable[[str], None]) -> None:
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    for k, line in enumerate(lines):
-        say("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
-        if k == 0:
-            say("  ".join("-" * w for w in widths))
+        f"{load_average()}: timings are only comparable within one run.")
 
 
 def main() -> None:
@@ -740,6 +433,8 @@ def main() -> None:
     if torch is not None and args.threads:
         torch.set_num_threads(args.threads)
     dev = xpnet.device(args.device)
+    if torch is not None:  # its torch column and GPU bound compute in FP32, as CuPy does
+        torch_full_fp32(torch, torch_device_for(dev, torch))
     windows = args.windows or (2 if args.quick else 15)
     window_s = args.window_s or (0.02 if args.quick else 0.2)
     started = time.perf_counter()
