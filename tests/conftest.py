@@ -1,32 +1,48 @@
-"""The backend fixture: every parity test runs on each CPU-reachable backend, and CuPy on a GPU.
+"""The backend fixture: every parity test runs on each CPU-reachable backend, and on GPUs where found.
 
 ``backend`` yields an :class:`xpnet.Device`. The array-api-strict configurations catch what
 NumPy forgives: ``device1`` catches arrays created without ``device=``; the no-mask
 configuration (``boolean_indexing=False, data_dependent_shapes=False``) catches boolean
-indexing and data-dependent shapes, which stall a GPU. CuPy runs only where
-``cupy.cuda.is_available()``; ``pytest -m gpu`` selects those cases alone.
+indexing and data-dependent shapes, which stall a GPU. The GPU cases (CuPy on cuda:0 and on
+cuda:1, PyTorch on torch:cuda) run only where ``xpnet.cuda_status()`` or PyTorch finds enough
+usable GPUs; ``pytest -m gpu`` selects those cases alone.
+
+``cupy_like`` yields ``array_api_strict:device1`` under tests/cupy_semantics.py's CuPy device
+rules: a second GPU's behaviour on a CPU (mark its tests ``cupy_semantics``).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import pytest
+import torch
+from cupy_semantics import cupy_device_rules
 
 import xpnet
 
 CPU_BACKENDS = ["numpy", "strict-cpu", "strict-device1", "strict-no-masks", "torch-cpu"]
 
 
-def _cupy_param() -> pytest.param:
-    count, reason = xpnet.cuda_status()
+def _gpu_param(name: str, available: int, needed: int, reason: str) -> pytest.param:
+    """A GPU backend case, skipped (saying why) unless ``needed`` GPUs of ``available`` are usable."""
     marks = [pytest.mark.gpu]
-    if not count:
-        marks.append(pytest.mark.skip(reason=f"no usable CUDA GPU for CuPy: {reason}"))
-    return pytest.param("cupy", marks=marks)
+    if available < needed:
+        marks.append(pytest.mark.skip(reason=f"{name} needs {needed} usable GPU(s): {reason}"))
+    return pytest.param(name, marks=marks)
 
 
-BACKENDS = [*CPU_BACKENDS, _cupy_param()]
+def _gpu_params() -> list[pytest.param]:
+    count, reason = xpnet.cuda_status()
+    torch_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [_gpu_param("cupy", count, 1, reason or f"{count} found"),
+            # the second GPU: creation and kernels must follow the arrays, not GPU 0
+            _gpu_param("cupy-1", count, 2, reason or f"{count} found"),
+            _gpu_param("torch-cuda", torch_count, 1, "PyTorch sees no CUDA GPU")]
+
+
+BACKENDS = [*CPU_BACKENDS, *_gpu_params()]
 
 _SPECS = {
     "numpy": "cpu",
@@ -35,6 +51,8 @@ _SPECS = {
     "strict-no-masks": "array_api_strict:device1",
     "torch-cpu": "torch:cpu",
     "cupy": "cuda:0",
+    "cupy-1": "cuda:1",
+    "torch-cuda": "torch:cuda",
 }
 
 
@@ -58,3 +76,12 @@ def backend(request: pytest.FixtureRequest) -> xpnet.Device:
 @pytest.fixture(params=["float64", "float32"])
 def dtype(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture
+def cupy_like() -> Iterator[xpnet.Device]:
+    """``array_api_strict:device1`` as CuPy's second GPU: CPU_DEVICE is current (GPU 0) until
+    a device is entered, creation functions ignore ``device=``, kernels over another
+    device's arrays raise (tests/cupy_semantics.py). Restored after the test."""
+    with cupy_device_rules():
+        yield xpnet.device("array_api_strict:device1")

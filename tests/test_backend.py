@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import sys
+import timeit
+import types
 
+import array_api_strict
 import numpy as np
 import pytest
 import torch
@@ -82,6 +87,14 @@ def test_cuda_status_reports_why_without_a_gpu():
         assert "CuPy" in reason
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="no NVIDIA driver on this machine")
+def test_cuda_status_finds_the_gpu_of_a_gpu_machine():
+    """The real probe (a kernel, a matmul and a draw on GPU 0) passes where a GPU is."""
+    count, reason = xpnet.cuda_status()
+    assert count >= 1, reason
+
+
 def test_torch_cuda_on_a_cpu_build_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA build of PyTorch with a GPU")
@@ -156,3 +169,274 @@ def test_device_of_finds_where_an_array_lives(spec):
 def test_device_of_refuses_a_non_array():
     with pytest.raises(xpnet.DeviceError, match="list is not an array"):
         xpnet.device_of([1.0, 2.0])
+
+
+# --- device contexts: entering "the device of these arrays" --------------------------------
+
+
+class Recorder:
+    """A device context factory that records what was entered and left."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def __call__(self, where: object) -> "Recorder.Context":
+        return Recorder.Context(self, where)
+
+    class Context:
+        def __init__(self, recorder: "Recorder", where: object) -> None:
+            self.recorder, self.where = recorder, where
+
+        def __enter__(self) -> None:
+            self.recorder.events.append(("enter", self.where))
+
+        def __exit__(self, *exc: object) -> None:
+            self.recorder.events.append(("exit", self.where))
+
+
+@pytest.fixture
+def strict_recorder(monkeypatch) -> Recorder:
+    recorder = Recorder()
+    monkeypatch.setitem(backend_module.DEVICE_CONTEXTS, "array_api_strict", recorder)
+    return recorder
+
+
+def test_cupy_devices_are_their_own_context():
+    marker = object()
+    assert backend_module.DEVICE_CONTEXTS["cupy"](marker) is marker
+
+
+def test_device_enters_the_registered_context(strict_recorder):
+    dev = xpnet.device("array_api_strict:device1")
+    with dev:
+        with dev:  # re-entrant
+            assert strict_recorder.events == [("enter", dev.array_device)] * 2
+    assert [e for e, _ in strict_recorder.events] == ["enter", "enter", "exit", "exit"]
+    with xpnet.device("cpu"), xpnet.device("torch:cpu"):  # unregistered: nothing entered
+        pass
+    assert len(strict_recorder.events) == 4
+
+
+def test_on_device_of_enters_the_first_registered_array(strict_recorder):
+    x = xpnet.device("array_api_strict:device1").send(np.ones(2))
+    y = xpnet.device("array_api_strict:device2").send(np.ones(2))
+    strict_recorder.events.clear()  # send entered the device too
+    with backend_module.on_device_of(np.ones(2), 1.0, None, x, y):
+        pass
+    assert strict_recorder.events == [("enter", x.device), ("exit", x.device)]
+
+
+@pytest.mark.parametrize("arrays", [(), (np.ones(2),), (1.0, None), (torch.ones(2),)])
+def test_on_device_of_is_a_no_op_without_a_registered_backend(arrays):
+    context = backend_module.on_device_of(*arrays)
+    with context:
+        pass
+    assert context is backend_module.on_device_of()
+
+
+def test_on_input_device_runs_the_method_on_its_input_device(strict_recorder):
+    seen = []
+
+    class Layer:
+        @backend_module.on_input_device
+        def forward(self, x, scale=1.0):
+            """Doc kept."""
+            seen.append(list(strict_recorder.events))
+            return x * scale
+
+    x = xpnet.device("array_api_strict:device1").send(np.ones(2))
+    strict_recorder.events.clear()  # send entered the device too
+    assert xpnet.to_numpy(Layer().forward(x, scale=2.0)).tolist() == [2.0, 2.0]
+    assert xpnet.to_numpy(Layer().forward(x=x)).tolist() == [1.0, 1.0]
+    assert seen == [[("enter", x.device)], [("enter", x.device), ("exit", x.device), ("enter", x.device)]]
+    assert Layer.forward.__doc__ == "Doc kept."
+    assert Layer().forward(np.ones(2)).tolist() == [1.0, 1.0] and len(strict_recorder.events) == 4
+
+
+def test_on_input_device_costs_well_under_a_microsecond_on_numpy():
+    class Layer:
+        def plain(self, x):
+            return x
+
+        @backend_module.on_input_device
+        def wrapped(self, x):
+            return x
+
+    layer, x, calls = Layer(), np.ones(2), 20_000
+
+    def per_call(method) -> float:  # the fastest of several runs: the cost without the noise
+        return min(timeit.repeat(lambda: method(x), number=calls, repeat=7)) / calls
+
+    overhead = per_call(layer.wrapped) - per_call(layer.plain)
+    assert overhead < 1e-6, f"on_input_device adds {overhead * 1e9:.0f} ns a call on NumPy"
+
+
+def test_send_casts_inside_the_target_device(strict_recorder, monkeypatch):
+    """CuPy's astype allocates on the current GPU: the cast must happen inside the device."""
+    source = xpnet.device("array_api_strict:device2").send(np.arange(3.0))
+    target = xpnet.device("array_api_strict:device1")
+    inside = []
+    real_astype = array_api_strict.astype
+
+    def astype(x, dtype, **kwargs):
+        inside.append(strict_recorder.events[-1])
+        return real_astype(x, dtype, **kwargs)
+
+    monkeypatch.setattr(array_api_strict, "astype", astype)
+    moved = target.send(source, "float32")
+    assert inside == [("enter", target.array_device)]
+    assert moved.device == target.array_device and moved.dtype == array_api_strict.float32
+
+
+# --- cuda_status on fakes of the cupy module (no GPU here) ---------------------------------
+
+
+class FakeCupy(types.ModuleType):
+    """What cuda_status and Generator touch of cupy; ``fail`` names a library to break."""
+
+    def __init__(self, driver: int = 12090, built: int = 12090, devices: int = 2,
+                 fail: str | None = None) -> None:
+        super().__init__("cupy")
+        self.__version__ = "14.2.0"
+        self.current = [0]  # the current-device stack, as cupy.cuda.Device keeps it
+        self.calls: list[tuple[str, int]] = []  # (what ran, the device current then)
+
+        def count() -> int:
+            if not devices:
+                raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
+            return devices
+
+        def library(name: str, run):
+            def call(*args, **kwargs):
+                self.calls.append((name, self.current[-1]))
+                if fail == name:
+                    raise ImportError(f"lib{name}.so.12: cannot open shared object file: "
+                                      "No such file or directory\nsecond line")
+                return run(*args, **kwargs)
+            return call
+
+        cupy = self
+
+        class Device:
+            def __init__(self, index: int) -> None:
+                self.id = index
+
+            def __enter__(self):
+                cupy.current.append(self.id)
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                cupy.current.pop()
+
+        runtime = types.SimpleNamespace(runtimeGetVersion=lambda: built,
+                                        driverGetVersion=lambda: driver, getDeviceCount=count)
+        self.cuda = types.SimpleNamespace(runtime=runtime, Device=Device, get_current_stream=lambda:
+                                          types.SimpleNamespace(synchronize=lambda: None))
+        self.arange = library("nvrtc", np.arange)
+        self.ones = np.ones
+        self.matmul = library("cublas", np.matmul)
+        self.argsort = library("argsort", np.argsort)
+
+        class Generator:  # cupy.random.Generator's methods xpnet uses, on NumPy's
+            def __init__(self, seed: int | None) -> None:
+                self.rng = np.random.default_rng(seed)
+
+            def random(self, size, dtype=np.float64):
+                cupy.calls.append(("random", cupy.current[-1]))
+                return self.rng.random(size).astype(dtype)
+
+            def standard_normal(self, size, dtype=np.float64):
+                cupy.calls.append(("standard_normal", cupy.current[-1]))
+                return self.rng.standard_normal(size).astype(dtype)
+
+            def integers(self, low, high, size, dtype):
+                cupy.calls.append(("integers", cupy.current[-1]))
+                return self.rng.integers(low, high, size=size).astype(dtype)
+
+        def xorwow(seed, *, size):
+            self.calls.append((f"XORWOW size {size}", self.current[-1]))
+            return seed
+
+        self.random = types.SimpleNamespace(
+            XORWOW=xorwow, default_rng=library("curand", lambda seed: Generator(seed)))
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """Install a FakeCupy built by the returned function as ``cupy``; cuda_status re-probes."""
+    def install(**kwargs) -> FakeCupy:
+        fake = FakeCupy(**kwargs)
+        monkeypatch.setitem(sys.modules, "cupy", fake)
+        backend_module.cuda_status.cache_clear()
+        return fake
+
+    yield install
+    backend_module.cuda_status.cache_clear()
+
+
+def _one_line_status() -> tuple[int, str]:
+    count, reason = xpnet.cuda_status()
+    assert "\n" not in reason and (count == 0) == bool(reason)
+    return count, reason
+
+
+def test_cuda_status_usable_after_a_kernel_a_matmul_and_a_draw_on_gpu_0(fake_cupy):
+    fake = fake_cupy(devices=2)
+    assert _one_line_status() == (2, "")
+    assert fake.calls == [("nvrtc", 0), ("cublas", 0), ("curand", 0), ("random", 0)]
+
+
+def test_cuda_status_without_a_driver(fake_cupy):
+    fake_cupy(driver=0)
+    _, reason = _one_line_status()
+    assert "no NVIDIA driver" in reason and "CUDA 12.0 or newer" in reason
+
+
+@pytest.mark.parametrize("driver, built, fix", [
+    (11080, 12090, "update the NVIDIA driver"),
+    (12020, 13000, "pip install 'xpnet[cuda12]' for this driver"),
+])
+def test_cuda_status_names_a_driver_too_old_for_the_wheel(fake_cupy, driver, built, fix):
+    fake_cupy(driver=driver, built=built)
+    _, reason = _one_line_status()
+    assert f"driver supports CUDA {driver // 1000}." in reason
+    assert f"built for CUDA {built // 1000}." in reason and fix in reason
+
+
+def test_cuda_status_with_a_driver_but_no_device(fake_cupy):
+    fake_cupy(devices=0)
+    _, reason = _one_line_status()
+    assert "no CUDA device is visible (cudaErrorNoDevice" in reason and "CUDA_VISIBLE_DEVICES" in reason
+
+
+@pytest.mark.parametrize("library, named", [("nvrtc", "NVRTC"), ("cublas", "cuBLAS"), ("curand", "cuRAND")])
+def test_cuda_status_names_the_missing_library_and_the_fix(fake_cupy, library, named):
+    fake_cupy(fail=library)
+    count, reason = _one_line_status()
+    assert count == 0 and named in reason and f"lib{library}.so.12" in reason
+    assert "pip install 'xpnet[cuda12]'" in reason and "cupy-cuda12x[ctk]" in reason
+
+
+def test_cuda_status_adds_an_old_driver_to_a_failing_probe(fake_cupy):
+    fake_cupy(driver=12020, built=12090, fail="cublas")
+    _, reason = _one_line_status()
+    assert "cuBLAS" in reason and "driver supports CUDA 12.2, older than the 12.9" in reason
+
+
+def test_auto_falls_back_naming_the_missing_library(fake_cupy):
+    fake_cupy(fail="curand")
+    dev = xpnet.device("auto")
+    assert dev.name == "cpu" and "cuRAND" in dev.fallback_reason
+
+
+def test_cupy_generator_draws_on_its_gpu_without_randint(fake_cupy):
+    """Generator state and every draw on the device's GPU (not the current one): CuPy refuses
+    draws from a generator of another GPU; integers through the Generator API (no host sync)."""
+    fake = fake_cupy()
+    dev = backend_module.Device("cuda:1", "cupy", np, fake.cuda.Device(1), 1)
+    rng = xpnet.Generator(dev, seed=3)
+    rng.random((2, 2), "float32"), rng.normal((3,), "float64"), rng.integers(10, 5), rng.permutation(4)
+    assert fake.calls == [(f"XORWOW size {xpnet.rng.CUPY_GENERATOR_STATES}", 1), ("curand", 1),
+                          ("random", 1), ("standard_normal", 1), ("integers", 1), ("random", 1),
+                          ("argsort", 1)]
+    assert fake.current == [0]

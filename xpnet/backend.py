@@ -6,6 +6,11 @@ its name. Layers never consult a device: they find ``xp`` from their input array
 :func:`namespace_of`. Devices matter where arrays are *created* (parameters, data, random
 numbers) and where they cross from the host, which :meth:`Device.send` does.
 
+CuPy also has a *current* GPU, where creation functions (which ignore ``device=``), ``take``,
+``astype`` and kernels allocate, and whose kernels refuse another GPU's arrays. Code that
+computes on arrays it was given runs inside :func:`on_device_of` (or
+:func:`on_input_device`), which enters the arrays' GPU and does nothing on other backends.
+
 Specs (see ``docs/backends.md``)::
 
     cpu | numpy                      NumPy on the host
@@ -23,8 +28,9 @@ import functools
 import importlib
 import logging
 import re
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -33,7 +39,8 @@ from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array, to_d
 
 from .errors import BackendMismatchError, DeviceError
 
-__all__ = ["Device", "device", "device_of", "namespace_of", "to_numpy", "cuda_status", "VALID_SPECS"]
+__all__ = ["Device", "device", "device_of", "namespace_of", "to_numpy", "cuda_status", "VALID_SPECS",
+           "DEVICE_CONTEXTS", "on_device_of", "on_input_device"]
 
 logger = logging.getLogger("xpnet")
 
@@ -45,6 +52,16 @@ CUPY_INSTALL_HINT = "install CuPy with pip install 'xpnet[cuda12]' (or [cuda13] 
 
 Array = Any  # any array of a supported library; the standard has no common type
 
+# Backend name -> what enters one of its devices (``Device.array_device``) as a context
+# manager. Only backends with a "current device" need one: CuPy's creation functions ignore
+# ``device=`` (array-api-compat's cupy/_aliases.py), and its kernels raise on arrays of a
+# GPU other than the current one (cupy/_core/_kernel.pyx, _check_peer_access).
+# ``cupy.cuda.Device`` is itself a re-entrant context manager (cupy/cuda/device.pyx).
+DEVICE_CONTEXTS: dict[str, Callable[[Any], contextlib.AbstractContextManager]] = {
+    "cupy": lambda array_device: array_device,
+}
+_NO_CONTEXT = contextlib.nullcontext()  # stateless, so one instance serves every caller
+
 
 class Device:
     """A place arrays live, with the namespace that computes on them.
@@ -52,8 +69,9 @@ class Device:
     ``xp`` is the array-api-compat namespace, ``array_device`` is what that namespace's
     ``device=`` arguments take, ``name`` is the canonical spec (``"cuda:0"``), and
     ``fallback_reason`` says why ``"auto"`` chose the CPU (``None`` otherwise).
-    Entering the device (``with dev:``) makes it CuPy's current GPU, which CuPy needs
-    because its creation functions ignore ``device=``; for other backends it does nothing.
+    Entering the device (``with dev:``) makes it the current device of backends listed in
+    :data:`DEVICE_CONTEXTS` (CuPy's current GPU, where its creation functions, ``take``,
+    ``astype`` and kernels allocate); for other backends it does nothing.
     """
 
     def __init__(self, name: str, backend: str, xp: ModuleType, array_device: Any,
@@ -76,15 +94,14 @@ class Device:
         return hash(self.name)
 
     def __enter__(self) -> Device:
-        if self.backend == "cupy":
-            context = self.xp_library.cuda.Device(self.index)
-            context.__enter__()
-            self._contexts.append(context)
+        enter = DEVICE_CONTEXTS.get(self.backend)
+        context = _NO_CONTEXT if enter is None else enter(self.array_device)
+        context.__enter__()
+        self._contexts.append(context)  # popped by __exit__ even if DEVICE_CONTEXTS changed since
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.backend == "cupy":
-            self._contexts.pop().__exit__(*exc)
+        self._contexts.pop().__exit__(*exc)
 
     @property
     def xp_library(self) -> ModuleType:
@@ -107,15 +124,15 @@ class Device:
         Arrays from another library travel through host memory.
         """
         dtype = self.dtype(dtype)
-        xp = self.xp
-        if _library_of(x) == self.backend:
-            if array_device_of(x) != self.array_device:
-                with self:
-                    x = to_device(x, self.array_device)
-            return x if dtype is None or x.dtype == dtype else xp.astype(x, dtype)
-        host = to_numpy(x) if _library_of(x) else np.asarray(x)
+        library = _library_of(x)
+        # all of it inside the device: CuPy's astype allocates its result on the current GPU
         with self:
-            return xp.asarray(host, dtype=dtype, device=self.array_device)
+            if library == self.backend:
+                if array_device_of(x) != self.array_device:
+                    x = to_device(x, self.array_device)
+                return x if dtype is None or x.dtype == dtype else self.xp.astype(x, dtype)
+            host = to_numpy(x) if library else np.asarray(x)
+            return self.xp.asarray(host, dtype=dtype, device=self.array_device)
 
 
 def _library_of(x: Any) -> str | None:
@@ -126,9 +143,60 @@ def _library_of(x: Any) -> str | None:
         return "torch"
     if is_cupy_array(x):
         return "cupy"
-    if type(x).__module__.startswith("array_api_strict"):
-        return "array_api_strict"
+    if type(x).__module__.startswith("array_api_strict") and hasattr(x, "__array_namespace__"):
+        return "array_api_strict"  # its Array; not its Device or dtype objects
     return None
+
+
+# array type -> _library_of its instances (None for non-arrays): the per-call look-up of
+# on_device_of and on_input_device, which run on every layer call
+_LIBRARY_OF_TYPE: dict[type, str | None] = {}
+
+
+def _cached_library_of(x: Any) -> str | None:
+    try:
+        return _LIBRARY_OF_TYPE[type(x)]
+    except KeyError:
+        library = _LIBRARY_OF_TYPE[type(x)] = _library_of(x)
+        return library
+
+
+def on_device_of(*arrays: Any) -> contextlib.AbstractContextManager:
+    """A context manager entering the device of the first of ``arrays`` whose backend has a
+    current device (see :data:`DEVICE_CONTEXTS`); a no-op for everything else.
+
+    Public entries wrap themselves in it so that arrays on ``cuda:1`` compute and allocate
+    on GPU 1 without the caller writing ``with dev:``. Python scalars and ``None`` are skipped.
+    """
+    for x in arrays:
+        enter = DEVICE_CONTEXTS.get(_cached_library_of(x))
+        if enter is not None:
+            return enter(x.device)
+    return _NO_CONTEXT
+
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def on_input_device(function: Function) -> Function:
+    """Decorate a function or method to run on the device of its first array argument whose
+    backend has a current device (see :func:`on_device_of`).
+
+    The form of :func:`on_device_of` for layer methods and public functions: on NumPy it costs
+    a dict look-up per argument and one extra call, no context manager (tests/test_backend.py
+    holds it under 1 us).
+    """
+    @functools.wraps(function)
+    def on_device_of_inputs(*args: Any, **kwargs: Any) -> Any:
+        for x in args:  # ``self`` first for a method: a type seen once, then a dict hit
+            enter = DEVICE_CONTEXTS.get(_cached_library_of(x))
+            if enter is not None:
+                with enter(x.device):
+                    return function(*args, **kwargs)
+        with on_device_of(*kwargs.values()):  # arrays given by keyword
+            return function(*args, **kwargs)
+
+    return on_device_of_inputs  # type: ignore[return-value]
 
 
 def device_of(x: Array) -> Device:
@@ -225,26 +293,87 @@ def _compat_numpy() -> ModuleType:
 def cuda_status() -> tuple[int, str]:
     """``(number of usable CUDA GPUs for CuPy, reason if none)``, probed once per process.
 
-    ``import cupy`` succeeds on machines without a GPU, so the probe asks the runtime.
+    ``import cupy`` succeeds on machines without a GPU, so this asks the CUDA runtime, names
+    the cause of a failure (no driver, a driver older than the CUDA this CuPy was built for,
+    no visible device), and before calling GPU 0 usable runs on it a kernel (NVRTC), a matrix
+    product (cuBLAS) and a random draw (cuRAND): CuPy loads each library at first use, so a
+    wheel without its ``[ctk]`` extra imports fine and fails there. The reason is one line
+    naming the fix.
     """
     try:
         import cupy
     except ImportError:
         return 0, f"CuPy is not installed; {CUPY_INSTALL_HINT}"
     except Exception as exc:  # a broken CuPy install raises anything from its extension modules
-        return 0, f"CuPy failed to import ({exc}); reinstall it: {CUPY_INSTALL_HINT}"
+        return 0, f"CuPy failed to import ({_first_line(exc)}); reinstall it: {CUPY_INSTALL_HINT}"
+    runtime = cupy.cuda.runtime
     try:
-        if cupy.cuda.is_available():
-            return cupy.cuda.runtime.getDeviceCount(), ""
-        try:
-            driver = cupy.cuda.runtime.driverGetVersion()
-        except Exception:
-            driver = 0
-        if not driver:
-            return 0, "CuPy is installed but no NVIDIA driver was found"
-        return 0, "CuPy is installed and a driver found, but no CUDA device is visible"
+        # the runtime is linked into CuPy statically: this answers even without a driver
+        built = runtime.runtimeGetVersion()
+        driver = runtime.driverGetVersion()  # 0 when no driver is installed
     except Exception as exc:
-        return 0, f"CuPy is installed but CUDA is unusable: {exc}"
+        return 0, f"CuPy is installed but CUDA is unusable: {_first_line(exc)}"
+    wheel = f"this CuPy ({cupy.__version__}) is built for CUDA {_cuda_version(built)}"
+    if not driver:
+        return 0, (f"CuPy is installed but no NVIDIA driver was found; {wheel} and needs a driver "
+                   f"for CUDA {built // 1000}.0 or newer")
+    if driver // 1000 < built // 1000:  # CUDA's minor-version compatibility stops at the major
+        fix = (f"pip install 'xpnet[cuda{driver // 1000}]' for this driver, or update the driver"
+               if driver // 1000 in (12, 13) else "update the NVIDIA driver")
+        return 0, (f"CuPy cannot use the GPU: the NVIDIA driver supports CUDA "
+                   f"{_cuda_version(driver)} but {wheel}; {fix}")
+    try:
+        count = runtime.getDeviceCount()
+    except Exception as exc:  # cudaErrorNoDevice and the like
+        count, why = 0, f" ({_first_line(exc)})"
+    else:
+        why = ""
+    if not count:
+        return 0, (f"CuPy is installed and a driver for CUDA {_cuda_version(driver)} found, but no "
+                   f"CUDA device is visible{why}; check nvidia-smi and CUDA_VISIBLE_DEVICES")
+    problem = _probe_gpu(cupy, built // 1000)
+    if problem and driver < built:
+        problem += (f" (the driver supports CUDA {_cuda_version(driver)}, older than the "
+                    f"{_cuda_version(built)} CuPy is built for: updating it may help)")
+    return (0, problem) if problem else (count, "")
+
+
+# (what runs, the CUDA library it needs, how): CuPy compiles kernels with NVRTC at first use
+# (cupy/_core/core.pyx: compile_with_cache, with the CUDA headers), imports cuBLAS at the first
+# matmul (cupy/_core/_routines_linalg.pyx: tensordot_core) and cuRAND with its Generator API
+_PROBES: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("a kernel", "NVRTC or the CUDA headers", lambda cupy: cupy.arange(4, dtype="float32") * 2),
+    ("a matrix product", "cuBLAS",
+     lambda cupy: cupy.matmul(cupy.ones((2, 2), dtype="float32"), cupy.ones((2, 2), dtype="float32"))),
+    ("a random draw", "cuRAND", lambda cupy: cupy.random.default_rng(0).random(4)),
+)
+
+
+def _probe_gpu(cupy: ModuleType, cuda_major: int) -> str:
+    """Run each probe on GPU 0; the first failure as one line with its fix, or ``""``.
+
+    The libraries are per process, not per GPU, so GPU 0 stands for all of them.
+    """
+    with cupy.cuda.Device(0):
+        for what, library, run in _PROBES:
+            try:
+                run(cupy)
+                cupy.cuda.get_current_stream().synchronize()  # launch errors surface here
+            except Exception as exc:
+                return (f"CuPy sees the GPU but {what} failed: {library} is missing or broken "
+                        f"({_first_line(exc)}); pip install 'xpnet[cuda{cuda_major}]' installs "
+                        f"cupy-cuda{cuda_major}x[ctk], which brings the CUDA libraries as wheels")
+    return ""
+
+
+def _cuda_version(version: int) -> str:
+    """CUDA's integer version (12090) as text (12.9)."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _SPEC = re.compile(

@@ -16,7 +16,7 @@ import functools
 import array_api_extra as xpx
 from array_api_compat import device as array_device_of
 
-from .backend import Array, namespace_of
+from .backend import Array, namespace_of, on_input_device
 from .errors import ConfigError, ShapeError
 from .layers import Layer, check_input_dtype
 from .validate import check_count, check_size
@@ -43,6 +43,7 @@ def _check_geometry(layer: str, x_shape: tuple[int, ...], filter_h: int, filter_
     return out_h, out_w
 
 
+@on_input_device
 def im2col(input_data: Array, filter_h: int, filter_w: int, stride: int = 1, pad: int = 0, *,
            pad_value: float = 0.0) -> Array:
     """Windows of ``input_data`` (N, C, H, W) as rows: shape (N*out_h*out_w, C*filter_h*filter_w).
@@ -58,6 +59,7 @@ def im2col(input_data: Array, filter_h: int, filter_w: int, stride: int = 1, pad
     return xp.reshape(xp.permute_dims(windows, (0, 3, 4, 1, 2)), (n * out_h * out_w, c * k))
 
 
+@on_input_device
 def col2im(col: Array, input_shape: tuple[int, ...], filter_h: int, filter_w: int,
            stride: int = 1, pad: int = 0) -> Array:
     """The adjoint of :func:`im2col`: each row's values summed back onto the pixels they came from.
@@ -139,21 +141,23 @@ class Convolution(Layer):
         self.dW = None
         self.db = None
 
+    @on_input_device
     def forward(self, x: Array) -> Array:
         xp = namespace_of(x, self.W, self.b)
         _check_convolution_input(x, self.W)
         filters, channels, filter_h, filter_w = self.W.shape
         windows = _window_views("Convolution", x, filter_h, filter_w, self.stride, self.pad, 0.0)
         out_h, out_w = windows[0].shape[2], windows[0].shape[3]
-        n = x.shape[0]
         self.x_shape = tuple(x.shape)
-        # stacked as (N, C, FH*FW, out_h, out_w): rows (c, filter_y, filter_x), W's order
-        self.cols = xp.reshape(xp.stack(windows, axis=2), (n, channels * filter_h * filter_w,
+        # stacked as (N, C, FH*FW, out_h, out_w): rows (c, filter_y, filter_x), W's order;
+        # N as -1, not x.shape[0]: the batch size may be unknown (None in an ONNX export's graph)
+        self.cols = xp.reshape(xp.stack(windows, axis=2), (-1, channels * filter_h * filter_w,
                                                            out_h * out_w))
         self.W_mat = xp.reshape(self.W, (filters, -1))
         out = self.W_mat @ self.cols + xp.reshape(self.b, (filters, 1))
-        return xp.reshape(out, (n, filters, out_h, out_w))
+        return xp.reshape(out, (-1, filters, out_h, out_w))
 
+    @on_input_device
     def backward(self, dout: Array) -> Array | None:
         xp = namespace_of(dout)
         n, filters, out_h, out_w = dout.shape
@@ -199,6 +203,7 @@ class Pooling(Layer):
         self.windows: list[Array] = []
         self.out = None
 
+    @on_input_device
     def forward(self, x: Array) -> Array:
         xp = namespace_of(x)
         # one (N, C, out_h, out_w) slice per window position: the elementwise maximum of the
@@ -209,6 +214,7 @@ class Pooling(Layer):
         self.out = functools.reduce(xp.maximum, self.windows)
         return self.out
 
+    @on_input_device
     def backward(self, dout: Array) -> Array:
         xp = namespace_of(dout)
         routed = []

@@ -66,8 +66,8 @@ def layer_case(name: str, build: Callable[[dict[str, Array]], Any],
         return build(_send_all(dev, params, dtype)), _send_all(dev, inputs, dtype)
 
     def run(dev: Device, dtype: str) -> dict[str, Array]:
-        layer, xs = setup(dev, dtype)
-        with dev:
+        with dev:  # the case's own arithmetic (a mask from p["keep"]) runs where its arrays are
+            layer, xs = setup(dev, dtype)
             out = layer.forward(*xs, **kwargs)
             returned = layer.backward(_noise(dev, tuple(out.shape), dtype))
         results = {"out": out}
@@ -78,8 +78,8 @@ def layer_case(name: str, build: Callable[[dict[str, Array]], Any],
         return results
 
     def gradcheck(dev: Device, dtype: str) -> list[GradientReport]:
-        layer, xs = setup(dev, dtype)
         with dev:
+            layer, xs = setup(dev, dtype)
             return check_layer(layer, *xs, forward_kwargs=kwargs)
 
     return Case(name, run, gradcheck)

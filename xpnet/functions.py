@@ -1,20 +1,25 @@
-"""The book's plain functions, numerically stable and written against any array namespace."""
+"""The book's plain functions, numerically stable and written against any array namespace.
+
+Each runs on its inputs' device (``@on_input_device``: CuPy's current GPU; nothing elsewhere).
+"""
 
 from __future__ import annotations
 
 import array_api_extra as xpx
 
-from .backend import Array, namespace_of
+from .backend import Array, namespace_of, on_input_device
 
 __all__ = ["sigmoid", "softmax", "log_softmax", "cross_entropy_error", "as_one_hot"]
 
 
+@on_input_device
 def sigmoid(x: Array) -> Array:
     """``1 / (1 + exp(-x))``, computed as ``(tanh(x/2) + 1) / 2``, which cannot overflow."""
     xp = namespace_of(x)
     return 0.5 * (xp.tanh(0.5 * x) + 1.0)
 
 
+@on_input_device
 def log_softmax(x: Array) -> Array:
     """``log(softmax(x))`` over the last axis, with the row maximum subtracted so exp cannot overflow."""
     xp = namespace_of(x)
@@ -22,12 +27,14 @@ def log_softmax(x: Array) -> Array:
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
 
 
+@on_input_device
 def softmax(x: Array) -> Array:
     """Softmax over the last axis (the book's ``softmax``, without its overflow)."""
     xp = namespace_of(x)
     return xp.exp(log_softmax(x))
 
 
+@on_input_device
 def as_one_hot(t: Array, like: Array) -> Array:
     """Labels ``t`` as one-hot rows shaped and typed like ``like``; one-hot input passes through.
 
@@ -39,6 +46,7 @@ def as_one_hot(t: Array, like: Array) -> Array:
     return xpx.one_hot(t, like.shape[-1], dtype=like.dtype, xp=namespace_of(t))
 
 
+@on_input_device
 def cross_entropy_error(y: Array, t: Array) -> Array:
     """Mean cross entropy of probabilities ``y`` against labels ``t`` (one-hot or integer), 0-d.
 

@@ -21,7 +21,7 @@ import array_api_extra as xpx
 import numpy as np
 from array_api_compat import device as array_device_of
 
-from .backend import Array, namespace_of, to_numpy
+from .backend import Array, namespace_of, on_input_device, to_numpy
 from .errors import GradientCheckError
 
 __all__ = ["numerical_gradient", "numerical_param_gradients", "check_layer", "check_network", "GradientReport", "TOLERANCES",
@@ -46,6 +46,7 @@ class GradientReport:
     atol: float
 
 
+@on_input_device
 def numerical_gradient(f: Callable[[Array], Any], x: Array, h: float = 1e-4) -> Array:
     """Central-difference gradient of the scalar function ``f`` at ``x``, shaped like ``x``.
 
@@ -65,6 +66,7 @@ def numerical_gradient(f: Callable[[Array], Any], x: Array, h: float = 1e-4) -> 
     return xp.reshape(xp.asarray(slopes, dtype=x.dtype, device=array_device_of(x)), x.shape)
 
 
+@on_input_device
 def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4) -> dict[str, Array]:
     """Central differences of ``network.loss(x, t)`` for every entry of ``network.params``.
 
@@ -85,6 +87,7 @@ def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4)
     return grads
 
 
+@on_input_device
 def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
                 forward_kwargs: Mapping[str, Any] | None = None, rtol: float | None = None,
                 atol: float | None = None, seed: int = 0) -> list[GradientReport]:
@@ -165,6 +168,7 @@ def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
     return reports
 
 
+@on_input_device
 def check_network(network: Any, x: Array, t: Array, *, rtol: float | None = None,
                   atol: float | None = None) -> list[GradientReport]:
     """Assert that ``network.gradient(x, t)`` matches central differences of ``network.loss``.

@@ -1,8 +1,10 @@
 """The book's layers (chapter 5), each with ``forward`` and ``backward``, on any array namespace.
 
 Every layer finds ``xp`` from its input arrays, creates nothing on a device of its own
-choosing, and never writes into an argument. What a network relies on is the :class:`Layer`
-protocol below. The maths of each layer, and the defect of the book's code it fixes, are in
+choosing, and never writes into an argument. ``forward`` and ``backward`` run on their
+inputs' device (``@on_input_device``: CuPy's current GPU, so a layer fed arrays on ``cuda:1``
+computes there without ``with dev:``; nothing on other backends). What a network relies on is
+the :class:`Layer` protocol below. The maths of each layer, and the defect of the book's code it fixes, are in
 docs/layers.md.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from .backend import Array, namespace_of
+from .backend import Array, namespace_of, on_device_of, on_input_device
 from .errors import ShapeError
 from .functions import as_one_hot, log_softmax, sigmoid
 
@@ -49,6 +51,7 @@ class Layer(Protocol):
 class AddLayer(Layer):
     """``out = x + y``; the gradient passes to both inputs unchanged."""
 
+    @on_input_device
     def forward(self, x: Any, y: Any) -> Any:
         return x + y
 
@@ -65,10 +68,12 @@ class MulLayer(Layer):
         self.x = None
         self.y = None
 
+    @on_input_device
     def forward(self, x: Any, y: Any) -> Any:
         self.x, self.y = x, y
         return x * y
 
+    @on_input_device
     def backward(self, dout: Any) -> tuple[Any, Any]:
         return dout * self.y, dout * self.x
 
@@ -81,11 +86,13 @@ class ReLU(Layer):
     def __init__(self) -> None:
         self.mask = None
 
+    @on_input_device
     def forward(self, x: Array) -> Array:
         xp = namespace_of(x)
         self.mask = x <= 0
         return xp.maximum(x, 0.0)
 
+    @on_input_device
     def backward(self, dout: Array) -> Array:
         # A new array: the book's `dout[mask] = 0` corrupted the caller's gradient. Multiplying
         # by 0/1 has no branches; NumPy's `where` on a random mask is about 20x slower.
@@ -104,10 +111,12 @@ class Sigmoid(Layer):
     def __init__(self) -> None:
         self.out = None
 
+    @on_input_device
     def forward(self, x: Array) -> Array:
         self.out = sigmoid(x)
         return self.out
 
+    @on_input_device
     def backward(self, dout: Array) -> Array:
         return dout * (1.0 - self.out) * self.out
 
@@ -133,16 +142,19 @@ class Affine(Layer):
         self.dW = None
         self.db = None
 
+    @on_input_device
     def forward(self, x: Array) -> Array:
         xp = namespace_of(x, self.W, self.b)
         _check_affine_input(x, self.W)
         features = self.W.shape[0]
         self.original_x_shape = tuple(x.shape)
-        self.x = x if x.ndim == 2 else xp.reshape(x, (x.shape[0], features))
+        # -1, not x.shape[0]: the batch size may be unknown (None in an ONNX export's graph)
+        self.x = x if x.ndim == 2 else xp.reshape(x, (-1, features))
         out = self.x @ self.W
         out += self.b  # into the fresh product: no second (N, M) array (rebinds where immutable)
         return out
 
+    @on_input_device
     def backward(self, dout: Array) -> Array | None:
         xp = namespace_of(dout)
         self.dW = self.x.T @ dout
@@ -184,6 +196,7 @@ class SoftmaxWithLoss(Layer):
         self.t = None  # labels as given
         self._t_one_hot = None
 
+    @on_input_device
     def forward(self, x: Array, t: Array) -> Array:
         xp = namespace_of(x, t)
         _check_labels(x, t)
@@ -195,7 +208,8 @@ class SoftmaxWithLoss(Layer):
         return self.loss
 
     def backward(self, dout: Any = 1) -> Array:
-        return (self.y - self._t_one_hot) * (dout / _batch_size(self.y))
+        with on_device_of(self.y):  # dout is usually the number 1: the device comes from y
+            return (self.y - self._t_one_hot) * (dout / _batch_size(self.y))
 
 
 def _check_labels(x: Array, t: Array) -> None:
@@ -218,6 +232,7 @@ class MSELoss(Layer):
         self.diff = None
         self.loss = None
 
+    @on_input_device
     def forward(self, pred: Array, target: Array) -> Array:
         xp = namespace_of(pred, target)
         if tuple(pred.shape) != tuple(target.shape):
@@ -228,7 +243,8 @@ class MSELoss(Layer):
         return self.loss
 
     def backward(self, dout: Any = 1) -> Array:
-        return self.diff * (dout * 2.0 / math.prod(self.diff.shape))
+        with on_device_of(self.diff):  # dout is usually the number 1
+            return self.diff * (dout * 2.0 / math.prod(self.diff.shape))
 
 
 def _batch_size(x: Array) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Array, Device, namespace_of, to_numpy
+from .backend import Array, Device, namespace_of, on_device_of, to_numpy
 from .backend import device as resolve_device
 from .errors import ConfigError
 from .validate import check_fraction, check_positive
@@ -58,10 +58,16 @@ class Optimizer:
         return {"optimizer": self.name, "lr": self.lr}
 
     def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
-        """Move every parameter in ``params`` one step against its gradient in ``grads``."""
+        """Move every parameter in ``params`` one step against its gradient in ``grads``,
+        on the parameters' device (CuPy's current GPU: the state is created there)."""
         self.step_count += 1
-        for key in params:
-            self._update_one(params, key, grads[key])
+        self._prepare()
+        with on_device_of(*params.values()):
+            for key in params:
+                self._update_one(params, key, grads[key])
+
+    def _prepare(self) -> None:
+        """What a step computes once for all parameters (Adam's bias-corrected rate)."""
 
     def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
         raise NotImplementedError
@@ -209,12 +215,9 @@ class Adam(Optimizer):
     def config(self) -> dict[str, Any]:
         return {**super().config, "beta1": self.beta1, "beta2": self.beta2}
 
-    def update(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
-        self.step_count += 1
+    def _prepare(self) -> None:
         t = self.step_count
         self._lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
-        for key in params:
-            self._update_one(params, key, grads[key])
 
     def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
         xp = namespace_of(grad)

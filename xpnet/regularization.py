@@ -11,7 +11,7 @@ from typing import Any
 
 from array_api_compat import device as array_device_of
 
-from .backend import Array, device_of, namespace_of
+from .backend import Array, device_of, namespace_of, on_input_device
 from .errors import ShapeError
 from .layers import Layer
 from .rng import Generator
@@ -51,6 +51,7 @@ class Dropout(Layer):
         self.mask = None  # the mask of the last training forward; None after inference
         self._factor = None
 
+    @on_input_device
     def forward(self, x: Array, train_flg: bool = True) -> Array:
         if not train_flg:
             self.mask = None
@@ -71,6 +72,7 @@ class Dropout(Layer):
         self._factor = xp.astype(mask, x.dtype) * (1.0 / (1.0 - self.dropout_ratio))
         return x * self._factor
 
+    @on_input_device
     def backward(self, dout: Array) -> Array:
         if self.mask is None:  # inference: the identity
             return dout
@@ -114,6 +116,7 @@ class BatchNormalization(Layer):
         self.dgamma = None
         self.dbeta = None
 
+    @on_input_device
     def forward(self, x: Array, train_flg: bool = True) -> Array:
         xp = namespace_of(x, self.gamma, self.beta)
         _check_batchnorm_input(x, self.gamma)
@@ -142,6 +145,7 @@ class BatchNormalization(Layer):
         # in the running statistic's dtype: a float64 gradient check must not promote them
         return self.momentum * running + (1.0 - self.momentum) * xp.astype(batch, running.dtype)
 
+    @on_input_device
     def backward(self, dout: Array) -> Array:
         xp = namespace_of(dout)
         self.dbeta = xp.sum(dout, axis=self.axes)

@@ -1,10 +1,16 @@
 """Random numbers drawn on a device, from a seed the caller controls.
 
 The Array API standard has no random module, so each backend uses its own generator:
-NumPy's ``Generator``, CuPy's ``RandomState`` (on the GPU), a ``torch.Generator`` on the
-tensor's device. Backends without one (array-api-strict) draw on the host and send the
-result: they exist to test code, not to be fast. Streams differ between backends: the same
-seed is reproducible on one backend, not bit-identical across backends.
+NumPy's ``Generator``, CuPy's ``Generator`` (``cupy.random.default_rng``'s, on the GPU), a
+``torch.Generator`` on the tensor's device. Backends without one (array-api-strict) draw on
+the host and send the result: they exist to test code, not to be fast. Streams differ
+between backends: the same seed is reproducible on one backend, not bit-identical across
+backends.
+
+On CuPy no draw waits for the GPU. Its legacy ``RandomState.randint`` reads a count back to
+the host (``int(csum[-1])`` in ``_get_indices``, cupy/random/_generator.py) whenever the
+range is not a power of two, as 60000 is: a sync per mini-batch. The ``Generator`` API draws
+integers by rejection inside one kernel (cupy/random/_generator_api.pyx, ``integers``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,11 @@ from .backend import device as resolve_device
 
 __all__ = ["Generator"]
 
+# cuRAND device states of a CuPy generator. Output element i comes from state i % this
+# (cupy/random/cupy_distributions.cu, execute_dist); CuPy's default scales it with the GPU's
+# multiprocessor count, which would make a seed's stream depend on the GPU model.
+CUPY_GENERATOR_STATES = 1 << 17
+
 
 class Generator:
     """A seeded source of random arrays that are created directly on ``device``."""
@@ -27,8 +38,10 @@ class Generator:
         self.seed = seed
         backend = self.device.backend
         if backend == "cupy":
+            random = self.device.xp_library.random
+            # its state lives on the current GPU, and CuPy refuses draws from another one
             with self.device:
-                self._source = self.device.xp_library.random.RandomState(seed)
+                self._source = random.default_rng(random.XORWOW(seed, size=CUPY_GENERATOR_STATES))
         elif backend == "torch" and self.device.array_device.type != "meta":
             import torch
 
@@ -53,7 +66,7 @@ class Generator:
             return torch.rand(shape, **self._torch_kwargs(dtype))
         if self.device.backend == "cupy":
             with self.device:
-                return self._source.random_sample(shape, dtype=self.device.dtype(dtype))
+                return self._source.random(shape, dtype=self.device.dtype(dtype))
         return self.device.send(self._source.random(shape), dtype)
 
     def normal(self, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
@@ -75,7 +88,7 @@ class Generator:
             return torch.randint(high, (size,), **self._torch_kwargs("int64"))
         if self.device.backend == "cupy":
             with self.device:
-                return self._source.randint(0, high, size=size, dtype="int64")
+                return self._source.integers(0, high, size=size, dtype="int64")
         return self.device.send(self._source.integers(0, high, size=size), "int64")
 
     def permutation(self, n: int) -> Array:
@@ -85,6 +98,8 @@ class Generator:
 
             return torch.randperm(n, **self._torch_kwargs("int64"))
         if self.device.backend == "cupy":
+            # CuPy's Generator has no permutation: sort random keys, as its RandomState does
+            # (cupy/random/_generator.py, _permutation); float64 keys make ties negligible
             with self.device:
-                return self._source.permutation(n)
+                return self.device.xp_library.argsort(self._source.random(n, dtype="float64"))
         return self.device.send(self._source.permutation(n), "int64")
