@@ -18,6 +18,7 @@ from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, OPTIMIZERS, RMSprop, 
 from .training import EpochRecord, Trainer, TrainingError
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .regularization import BatchNormalization, Dropout
+from .export import export_onnx
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,5 @@ __all__ = [
     "LayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "build_model", "from_config",
     "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "OPTIMIZERS", "make_optimizer",
     "Trainer", "EpochRecord", "TrainingError", "save_checkpoint", "load_checkpoint", "CheckpointError",
+    "export_onnx",
 ]

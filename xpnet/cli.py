@@ -1,4 +1,4 @@
-"""The ``xpnet`` command: ``xpnet check``, ``xpnet train`` and ``xpnet evaluate``."""
+"""The ``xpnet`` command: ``xpnet check``, ``xpnet train``, ``xpnet evaluate`` and ``xpnet export``."""
 
 from __future__ import annotations
 
@@ -20,13 +20,23 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=run_check)
     _add_train(commands)
     evaluate = commands.add_parser(
-        "evaluate", help="print the MNIST test accuracy of a checkpoint written by xpnet train --save")
-    evaluate.add_argument("--checkpoint", required=True, metavar="PATH", help="the .npz checkpoint")
-    evaluate.add_argument("--device", default="auto", metavar="SPEC",
-                          help="device spec, e.g. cpu, cuda, torch:cpu (default auto)")
+        "evaluate", help="print the MNIST test accuracy of a checkpoint written by xpnet train --save, "
+                         "or of an ONNX model written by xpnet export")
+    model = evaluate.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", metavar="PATH", help="the .npz checkpoint")
+    model.add_argument("--onnx", metavar="PATH", help="an ONNX model, run by onnxruntime on the CPU")
+    # None, not "auto": --onnx refuses a --device it would not use
+    evaluate.add_argument("--device", metavar="SPEC",
+                          help="device spec for --checkpoint, e.g. cpu, cuda, torch:cpu (default auto)")
     evaluate.add_argument("--data-dir", metavar="DIR",
                           help="folder of MNIST files (default: $XPNET_DATA_DIR, else the packaged copy)")
     evaluate.set_defaults(run=run_evaluate)
+    export = commands.add_parser(
+        "export", help="write a checkpoint's network as an ONNX model (needs pip install 'xpnet[onnx]')")
+    export.add_argument("--checkpoint", required=True, metavar="PATH",
+                        help="the .npz checkpoint written by xpnet train --save")
+    export.add_argument("--output", required=True, metavar="PATH", help="the .onnx file to write")
+    export.set_defaults(run=run_export)
     return parser
 
 
@@ -89,10 +99,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .backend import device
     from .commands import evaluate_checkpoint
 
-    dev = device(args.device)
-    print(f"xpnet: evaluating {args.checkpoint} on {dev.name} ({dev.backend})", flush=True)
-    accuracy, correct, total = evaluate_checkpoint(args.checkpoint, device=dev, data_dir=args.data_dir)
+    if args.onnx is not None:
+        from .errors import ConfigError
+        from .export import ONNX_PROVIDER, evaluate_onnx
+
+        if args.device is not None:
+            raise ConfigError(f"--device applies to --checkpoint; --onnx runs on onnxruntime's "
+                              f"{ONNX_PROVIDER}")
+        print(f"xpnet: evaluating {args.onnx} on onnxruntime ({ONNX_PROVIDER})", flush=True)
+        accuracy, correct, total = evaluate_onnx(args.onnx, data_dir=args.data_dir)
+    else:
+        dev = device(args.device or "auto")
+        print(f"xpnet: evaluating {args.checkpoint} on {dev.name} ({dev.backend})", flush=True)
+        accuracy, correct, total = evaluate_checkpoint(args.checkpoint, device=dev,
+                                                       data_dir=args.data_dir)
     print(f"test acc {accuracy:.4f} ({correct}/{total})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import BATCH_DIM, INPUT_NAME, export_checkpoint
+
+    path, network = export_checkpoint(args.checkpoint, args.output)
+    shape = ", ".join(map(str, (BATCH_DIM, *network.input_shape)))
+    print(f"xpnet: exported {args.checkpoint} ({network.name}, {network.dtype}) to {path}: "
+          f"input {INPUT_NAME} ({shape}), {path.stat().st_size:,} bytes")
     return 0
 
 

@@ -1,0 +1,203 @@
+"""Export a trained network to ONNX by running its own ``predict`` on ndonnx arrays.
+
+ndonnx is an Array API library whose arrays record every operation applied to them as an
+ONNX graph. Layers find ``xp`` from their inputs (:func:`xpnet.backend.namespace_of`), so
+``predict`` given an ndonnx input, with ndonnx constants in place of the parameters and
+BatchNorm's running statistics, records the network's inference pass: the same layer code
+that trains on NumPy, CuPy and PyTorch writes the model, with no export code per layer.
+
+The model has one input ``x`` of the network's dtype, shape ``(N, *network.input_shape)``
+with ``N`` free, and one output ``scores``: ``network.predict(x, train_flg=False)``, the class
+scores before softmax. See docs/export.md for what the graph holds and where it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backend import to_numpy
+from .checkpoint import load_checkpoint
+from .errors import XPNetError
+from .training import EVAL_BATCH_SIZE
+
+if TYPE_CHECKING:
+    import onnx
+
+    from .models import LayerNet
+
+__all__ = ["ExportError", "onnx_model", "export_onnx", "export_checkpoint", "evaluate_onnx",
+           "INPUT_NAME", "OUTPUT_NAME", "BATCH_DIM", "ONNX_PROVIDER"]
+
+INPUT_NAME = "x"
+OUTPUT_NAME = "scores"
+BATCH_DIM = "N"
+ONNX_PROVIDER = "CPUExecutionProvider"  # in every onnxruntime build; GPU builds add others
+INSTALL_HINT = "pip install 'xpnet[onnx]'"
+# onnxruntime's names of the tensor types a network can have
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(double)": "float64"}
+
+
+class ExportError(XPNetError):
+    """An ONNX export or evaluation that cannot run: a missing library, an unwritable output,
+    a file that is not a usable ONNX model."""
+
+
+def _require(module: str, purpose: str) -> ModuleType:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportError(f"{purpose} needs {module}, which is not installed: {INSTALL_HINT}") from None
+
+
+def onnx_model(network: LayerNet) -> onnx.ModelProto:
+    """The ONNX model of ``network.predict(x, train_flg=False)``, recorded by ndonnx.
+
+    ``network`` is left exactly as it was: the same ``params`` dict and arrays, and every
+    layer attribute (parameters, running statistics, forward caches) the same object.
+    """
+    ndx = _require("ndonnx", "exporting to ONNX")
+    if network.device.name == "torch:meta":
+        raise ExportError("a network on torch:meta holds shapes but no values: there are no "
+                          "weights to export; load or train it on a real device")
+    x = ndx.argument(shape=(BATCH_DIM, *network.input_shape), dtype=getattr(ndx, network.dtype))
+    with _ndonnx_constants(network, ndx):
+        scores = network.predict(x, train_flg=False)
+    model = ndx.build({INPUT_NAME: x}, {OUTPUT_NAME: scores})
+    # ndonnx guards each matmul against empty inputs with an If node, which hides the batch
+    # dimension from shape inference; naming it tells runtimes and viewers it is x's N
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    model.producer_name = "xpnet"
+    model.doc_string = (f"xpnet {network.name}: {OUTPUT_NAME} = predict({INPUT_NAME}, "
+                        "train_flg=False), class scores before softmax")
+    model.metadata_props.add(key="xpnet.config", value=json.dumps(network.config))
+    model.metadata_props.add(key="xpnet.dtype", value=network.dtype)
+    return model
+
+
+@contextlib.contextmanager
+def _ndonnx_constants(network: LayerNet, ndx: ModuleType) -> Iterator[None]:
+    """Put ndonnx constants (host copies) in place of ``network``'s parameters and layer state
+    for the duration, then put back the very objects that were there.
+
+    ``predict`` reads ``network.params`` at every call and BatchNorm keeps its running
+    statistics on the layer (what ``state_dict`` returns). Forward also leaves ndonnx arrays
+    in each layer's caches (inputs, masks), so every layer's attributes are restored as a whole.
+    """
+    params = network.params
+    attributes = [(layer, dict(vars(layer))) for layer in network.layers.values()]
+    try:
+        network.params = {key: ndx.asarray(to_numpy(value)) for key, value in params.items()}
+        for key, value in network.state_dict().items():
+            name, attribute = key.rsplit(".", 1)
+            setattr(network.layers[name], attribute, ndx.asarray(value))
+        yield
+    finally:
+        network.params = params
+        for layer, saved in attributes:
+            vars(layer).clear()
+            vars(layer).update(saved)
+
+
+def export_onnx(network: LayerNet, path: str | os.PathLike[str]) -> Path:
+    """Write ``network``'s inference pass to ``path`` as an ONNX model; return the path.
+
+    One input ``x`` (the network's dtype, shape ``(N, *network.input_shape)``, ``N`` free),
+    one output ``scores``. The file is written atomically: a failure leaves no file behind
+    (and an existing one as it was). Raises :class:`ExportError` when ndonnx is missing or
+    the file cannot be written. ``network`` is unchanged and can keep training.
+    """
+    path = Path(path).expanduser()
+    _write_atomically(path, onnx_model(network).SerializeToString())
+    return path
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """To a temporary file in the same folder, then renamed over ``path`` (as checkpoints are)."""
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a model is an ordinary file
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+
+
+def export_checkpoint(checkpoint: str | os.PathLike[str],
+                      output: str | os.PathLike[str]) -> tuple[Path, LayerNet]:
+    """Run ``xpnet export``: ``(path written, network)`` for the network saved in ``checkpoint``.
+
+    A missing or damaged checkpoint raises :class:`~xpnet.CheckpointError`, before any file
+    is written.
+    """
+    _require("ndonnx", "exporting to ONNX")  # before reading the checkpoint: the cheaper failure
+    network, _, _ = load_checkpoint(checkpoint, device="cpu")
+    return export_onnx(network, output), network
+
+
+def evaluate_onnx(path: str | os.PathLike[str], *, data_dir: str | None = None,
+                  eval_batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int, int]:
+    """``(accuracy, correct, total)`` of the ONNX model at ``path`` on the MNIST test set,
+    run by onnxruntime alone (the counterpart of ``evaluate_checkpoint``).
+
+    The model needs one input taking images, each flattened or not, and one output of
+    class scores; :func:`export_onnx` writes such models. The class of a row is the first
+    maximum of its scores, as in ``LayerNet.count_correct``.
+    """
+    from .datasets import load_mnist
+
+    session = _session(Path(path).expanduser())
+    x_info, = session.get_inputs()
+    _, (x, t) = load_mnist(dtype=_ORT_DTYPES[x_info.type], data_dir=data_dir)
+    sample = tuple(x_info.shape[1:])
+    if not all(isinstance(d, int) for d in sample) or math.prod(sample) != math.prod(x.shape[1:]):
+        raise ExportError(f"{path} takes input of shape {tuple(x_info.shape)}, which does not fit "
+                          f"images of {math.prod(x.shape[1:])} pixels")
+    x = x.reshape(-1, *sample)
+    correct = 0
+    for start in range(0, x.shape[0], eval_batch_size):
+        stop = start + eval_batch_size
+        scores, = session.run(None, {x_info.name: x[start:stop]})
+        correct += int(np.count_nonzero(np.argmax(scores, axis=1) == t[start:stop]))
+    return correct / x.shape[0], correct, x.shape[0]
+
+
+def _session(path: Path) -> Any:
+    """An onnxruntime session of the model at ``path``: one float input, one output."""
+    ort = _require("onnxruntime", "evaluating an ONNX model")
+    if not path.is_file():
+        raise ExportError(f"ONNX model {path} does not exist")
+    try:
+        session = ort.InferenceSession(str(path), providers=[ONNX_PROVIDER])
+    except Exception as exc:  # onnxruntime's errors are its own types, one per failure
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{path} is not a readable ONNX model: {reason}") from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1 or inputs[0].type not in _ORT_DTYPES:
+        raise ExportError(f"{path} is not an image classifier xpnet can evaluate: it needs one "
+                          "float input (images) and one output (class scores), as xpnet export "
+                          "writes")
+    return session
