@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import distributed
 from .errors import XPNetError
 
 __all__ = ["main", "build_parser"]
@@ -146,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except XPNetError as exc:
-        print(f"xpnet {args.command}: error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"xpnet {args.command}: error: {exc}\n")  # one write: ranks' lines stay whole
+        sys.stderr.flush()
+        job = distributed.current()
+        if job is not None and job.size > 1 and not isinstance(exc, distributed.SharedError):
+            job.abort(2)  # this rank alone failed: the others would wait for it for ever
         return 2
     except KeyboardInterrupt:
         # the checkpoint of the last finished epoch (train --save) is intact: resume from it

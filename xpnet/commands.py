@@ -4,6 +4,11 @@
 output (the epoch line, the JSON log, the checkpoint), then the plot and the final line.
 Every bad input raises an :class:`~xpnet.errors.XPNetError` naming the option, before
 training starts where it can be known then.
+
+Under an MPI launcher (``mpiexec -n 4 xpnet train``) the same command trains data-parallel
+(:mod:`xpnet.distributed`): rank 0 alone prints and writes files, ``cuda``/``auto`` give rank
+``r`` the GPU ``local_rank % GPUs``, and the ranks agree on any setup error before the first
+collective, so all of them stop with it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .backend import Device, to_numpy
+from . import distributed
+from .backend import Device, cuda_status, to_numpy
 from .backend import device as resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import ConfigError
+from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
 from .registry import build_model
 from .training import EVAL_BATCH_SIZE, EpochRecord, Trainer, send_dataset
@@ -110,13 +116,32 @@ def _check_output_paths(options: TrainOptions) -> None:
         require_matplotlib(options.plot)
 
 
-def training_device(spec: str | Device) -> Device:
-    """The device ``spec`` names, refusing ``torch:meta`` (it holds no values to train)."""
+def training_device(spec: str | Device, comm: distributed.Communicator | None = None) -> Device:
+    """The device ``spec`` names, refusing ``torch:meta`` (it holds no values to train).
+
+    In a job of several processes a GPU spec without a number (``cuda``, ``auto``,
+    ``torch:cuda``) means GPU ``local_rank`` modulo the GPUs this machine shows; an explicit
+    ``cuda:N`` is honoured.
+    """
+    if comm is not None and comm.size > 1 and isinstance(spec, str):
+        spec = _rank_gpu(spec.strip().lower(), comm.local_rank)
     dev = resolve_device(spec)
     if dev.name == "torch:meta":
         raise ConfigError("torch:meta holds shapes but no values, so nothing can be trained or "
                           "measured there (it exists to find host syncs in tests); use torch:cpu")
     return dev
+
+
+def _rank_gpu(spec: str, local_rank: int) -> str:
+    if spec in ("cuda", "cupy", "auto"):
+        count = cuda_status()[0]
+        return f"cuda:{local_rank % count}" if count else spec  # device() says why there is none
+    if spec == "torch:cuda":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return f"torch:cuda:{local_rank % count}" if count else spec
+    return spec
 
 
 def _start(dev: Device, given: dict[str, Any]) -> tuple[Any, Optimizer, dict[str, Any], int]:
@@ -225,49 +250,68 @@ def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[Ep
     """Run ``xpnet train``: build or resume, train, print, and write the requested files.
 
     Prints to ``out`` (stdout by default): the device line first, one line per epoch
-    (unless ``quiet``), and the final test accuracy. Returns the epoch records of this run.
+    (unless ``quiet``), and the final test accuracy; under a launcher, rank 0 alone prints
+    and writes. Returns the epoch records of this run.
     """
+    comm = distributed.init()
     out = out or sys.stdout
-    given = options.given()
-    if given.get("epochs") is not None and given.get("iters") is not None:
-        raise ConfigError("--epochs and --iters are mutually exclusive; give one of them")
-    _check_output_paths(options)
-    dev = training_device(options.device)
-    network, optimizer, settings, iteration = (
-        _resume(options.resume, dev, given) if options.resume is not None else _start(dev, given))
 
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        if comm.is_root:
+            print(line, file=out, flush=True)
 
-    say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}")
+    failure, log_file = None, None
+    try:  # what one rank may fail at alone; then the ranks agree before the first collective
+        given = options.given()
+        if given.get("epochs") is not None and given.get("iters") is not None:
+            raise ConfigError("--epochs and --iters are mutually exclusive; give one of them")
+        if comm.is_root:
+            _check_output_paths(options)
+        dev = training_device(options.device, comm)
+        network, optimizer, settings, iteration = (
+            _resume(options.resume, dev, given) if options.resume is not None
+            else _start(dev, given))
+        train, test = _load_data(settings, options.data_dir)
+        if options.log and comm.is_root:
+            log_file = _open_log(options.log, options.resume is not None)
+    except XPNetError as exc:
+        failure = exc
+    try:
+        comm.agree(failure)
+        trainer = Trainer(network, optimizer, train, test, batch_size=settings["batch_size"],
+                          seed=settings["seed"], comm=comm,
+                          progress=not options.quiet and sys.stderr.isatty())
+        return _train(trainer, options, settings, iteration, dev, say, log_file)
+    finally:
+        if log_file is not None:
+            log_file.close()
+
+
+def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], iteration: int,
+           dev: Device, say: Callable[[str], None], log_file: TextIO | None) -> list[EpochRecord]:
+    comm = trainer.comm
+    processes = f", {comm.size} processes (data-parallel)" if comm.size > 1 else ""
+    say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}{processes}")
     if not options.quiet:
-        say(_describe(settings, optimizer))
-    train, test = _load_data(settings, options.data_dir)
-    trainer = Trainer(network, optimizer, train, test, batch_size=settings["batch_size"],
-                      seed=settings["seed"], progress=not options.quiet and sys.stderr.isatty())
+        say(_describe(settings, trainer.optimizer))
     trainer.iteration = iteration
     target = (settings["iters"] if settings.get("iters")
               else settings["epochs"] * trainer.iterations_per_epoch)
-    if iteration >= target:
-        raise ConfigError(f"checkpoint {options.resume} is already at iteration {iteration} of "
-                          f"{target}; ask for more with --epochs or --iters")
+    if iteration >= target:  # the same on every rank
+        comm.agree(ConfigError(f"checkpoint {options.resume} is already at iteration {iteration} "
+                               f"of {target}; ask for more with --epochs or --iters"))
     if options.resume is not None and not options.quiet:
         say(f"resuming from {options.resume} at iteration {iteration} "
             f"(epoch {iteration // trainer.iterations_per_epoch})")
 
     callbacks = [] if options.quiet else [_epoch_line(say)]
-    log_file = _open_log(options.log, options.resume is not None) if options.log else None
     if log_file is not None:
         callbacks.append(_json_log(log_file))
-    if options.save is not None:
+    if options.save is not None and comm.is_root:
         callbacks.append(_checkpoint(options.save, trainer, settings))
     started = time.perf_counter()
-    try:
-        records = trainer.fit(iterations=target, on_epoch=callbacks)
-    finally:
-        if log_file is not None:
-            log_file.close()
-    if options.plot is not None:
+    records = trainer.fit(iterations=target, on_epoch=callbacks)
+    if options.plot is not None and comm.is_root:
         from .plotting import plot_history
 
         plot_history(trainer.history, options.plot, loss_history=trainer.loss_history)

@@ -47,7 +47,7 @@ import numpy as np  # host staging and the small control messages only
 from .backend import Array, Device, device_of, namespace_of, to_numpy
 from .errors import ConfigError, XPNetError
 
-__all__ = ["Communicator", "DistributedError", "DistributedOptimizer", "init"]
+__all__ = ["Communicator", "DistributedError", "SharedError", "DistributedOptimizer", "init", "current"]
 
 logger = logging.getLogger("xpnet")
 
@@ -60,6 +60,11 @@ _LAYOUT_CACHE_SIZE = 64
 
 class DistributedError(XPNetError, RuntimeError):
     """Ranks disagree on what they communicate, or MPI cannot be used as asked."""
+
+
+class SharedError(XPNetError):
+    """An error every rank of the job raised together (see :meth:`Communicator.agree`): each
+    can exit on its own, with no rank left waiting in a collective."""
 
 
 @dataclass(frozen=True)
@@ -290,6 +295,24 @@ class Communicator:
         self._mpi.COMM_WORLD.Abort(exit_code)
         raise SystemExit(exit_code)  # not reached: Abort ends the process
 
+    def agree(self, error: XPNetError | None) -> None:
+        """Raise :class:`SharedError` on every rank if any rank passes an error, else return.
+
+        For the setup before training, where one rank may fail alone (its data file, its
+        GPU): every rank calls this before the first collective, so all stop together. Each
+        rank raises its own message, or the first failing rank's. A one-process job raises
+        ``error`` itself.
+        """
+        if self._comm is None or self.size == 1:
+            if error is not None:
+                raise error  # alone, an error is shared as it is
+            return
+        messages = self.allgather_object(None if error is None else str(error))
+        failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+        if failed:
+            rank, message = failed[0]
+            raise SharedError(str(error) if error is not None else f"rank {rank}: {message}")
+
     def allreduce_sum(self, x: Any) -> Any:
         """The sum over ranks of ``x``: a Python number (exact for ints), or an array of any
         backend and shape, returned on its device in its dtype (a new array; ``x`` itself in a
@@ -517,6 +540,11 @@ class DistributedOptimizer:
 
 
 _world: Communicator | None = None
+
+
+def current() -> Communicator | None:
+    """The communicator :func:`init` made, or None before it was called."""
+    return _world
 
 
 def init() -> Communicator:

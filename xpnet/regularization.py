@@ -7,6 +7,7 @@ from their inputs, create arrays on the input's device and never write into an a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from array_api_compat import device as array_device_of
@@ -93,6 +94,11 @@ class BatchNormalization(Layer):
     written in place, and stay on the device in their own dtype. They start at 0 and 1
     (the book starts the variance at 0, so inference before training divides by ``sqrt(eps)``).
     ``eps`` is the book's ``10e-7``.
+
+    ``replicas`` (set by a data-parallel :class:`~xpnet.Trainer`: anything with
+    ``allreduce_sum(array)`` and ``size``) makes training use the statistics of the global
+    batch, summed over the ranks' equal shares, in forward and backward: the results, running
+    statistics included, are those of one process on the whole batch.
     """
 
     param_names: tuple[str, ...] = ("gamma", "beta")
@@ -109,6 +115,7 @@ class BatchNormalization(Layer):
         self.eps = check_positive("eps", eps)
         self.running_mean = running_mean
         self.running_var = running_var
+        self.replicas: Any = None
         self.train_flg = True
         self.xn = None  # normalised input
         self.std = None
@@ -127,9 +134,9 @@ class BatchNormalization(Layer):
             self.running_mean = xp.zeros(channels, dtype=x.dtype, device=array_device_of(x))
             self.running_var = xp.ones(channels, dtype=x.dtype, device=array_device_of(x))
         if train_flg:
-            mu = xp.mean(x, axis=self.axes, keepdims=True)
+            mu = self._batch_mean(x)
             xc = x - mu
-            var = xp.mean(xc * xc, axis=self.axes, keepdims=True)
+            var = self._batch_mean(xc * xc)
             self.std = xp.sqrt(var + self.eps)
             self.xn = xc / self.std
             self.running_mean = self._moved(self.running_mean, xp.reshape(mu, (channels,)))
@@ -139,6 +146,14 @@ class BatchNormalization(Layer):
             self.xn = (x - xp.reshape(self.running_mean, shape)) / self.std
         self.train_flg = train_flg
         return xp.reshape(self.gamma, shape) * self.xn + xp.reshape(self.beta, shape)
+
+    def _batch_mean(self, a: Array) -> Array:
+        """The mean over the batch axes, of the global batch when the ranks hold shares of it."""
+        xp = namespace_of(a)
+        if self.replicas is None:
+            return xp.mean(a, axis=self.axes, keepdims=True)
+        count = math.prod(a.shape[axis] for axis in self.axes) * self.replicas.size
+        return self.replicas.allreduce_sum(xp.sum(a, axis=self.axes, keepdims=True)) / count
 
     def _moved(self, running: Array, batch: Array) -> Array:
         xp = namespace_of(running, batch)
@@ -155,8 +170,8 @@ class BatchNormalization(Layer):
         if not self.train_flg:  # the statistics are constants
             return dxn / self.std
         # the batch mean and variance depend on x too; this is the book's chain, collected
-        mean_dxn = xp.mean(dxn, axis=self.axes, keepdims=True)
-        mean_dxn_xn = xp.mean(dxn * self.xn, axis=self.axes, keepdims=True)
+        mean_dxn = self._batch_mean(dxn)
+        mean_dxn_xn = self._batch_mean(dxn * self.xn)
         return (dxn - mean_dxn - self.xn * mean_dxn_xn) / self.std
 
 

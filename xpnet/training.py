@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 
 from .backend import Array, Device, to_numpy
+from .distributed import Communicator
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer
+from .regularization import BatchNormalization, Dropout
 from .rng import Generator
 from .validate import check_size
 
@@ -98,42 +100,78 @@ class Trainer:
     once, ``x`` reshaped to ``(N, *network.input_shape)`` and cast to the network's dtype.
     ``iteration`` is the number of updates done; set it (from a checkpoint) to resume.
     ``progress`` shows a tqdm bar on stderr, meant for interactive terminals.
+
+    With ``comm`` (an :class:`xpnet.distributed.Communicator` of several processes) training
+    is data-parallel and its results do not depend on the number of processes: every process
+    holds the whole data set and draws the same batch order; ``batch_size`` is the global
+    batch, of which rank ``r`` takes the ``r``-th contiguous share; gradients are averaged
+    before each update; BatchNormalization layers use the statistics of the global batch;
+    losses and accuracies are combined over the ranks (accuracies as counts). Each rank's
+    Dropout masks come from its own stream.
     """
 
     def __init__(self, network: Any, optimizer: Optimizer, train: tuple[Any, Any],
                  test: tuple[Any, Any], *, batch_size: int = 100, seed: int = 0,
-                 eval_batch_size: int = EVAL_BATCH_SIZE, progress: bool = False) -> None:
+                 eval_batch_size: int = EVAL_BATCH_SIZE, progress: bool = False,
+                 comm: Communicator | None = None) -> None:
         self.network = network
         self.optimizer = optimizer
+        self.comm = comm if comm is not None else Communicator()
         # the book names it lastLayer in TwoLayerNet and last_layer in MultiLayerNet
         self._last_layer = getattr(network, "lastLayer", None) or getattr(network, "last_layer", None)
         if self._last_layer is None:
             raise ConfigError(f"{type(network).__name__} has no lastLayer (its loss layer, e.g. "
                               "SoftmaxWithLoss), where Trainer reads each batch's loss")
         self.device: Device = network.device
-        self.batch_size = check_size("batch_size", batch_size)
-        self.eval_batch_size = check_size("eval_batch_size", eval_batch_size)
         self.seed = int(seed)
         self.progress = progress
-        self.x_train, self.t_train = self._send(*train)
-        self.x_test, self.t_test = self._send(*test)
-        n = self.x_train.shape[0]
-        if self.batch_size > n:
-            raise ConfigError(f"batch size {self.batch_size} is larger than the training set "
-                              f"({n} samples); use a batch size of at most {n}")
-        self.iterations_per_epoch = n // self.batch_size
+        failure = None
+        try:  # what may fail on one rank alone (its data, its device): the ranks agree first
+            self._take_data(train, test, batch_size, eval_batch_size)
+        except XPNetError as exc:
+            failure = exc
+        self.comm.agree(failure)
+        if self.comm.size > 1:
+            self._join_replicas()
+        self.iterations_per_epoch = self.x_train.shape[0] // self.batch_size
         self.iteration = 0
         self.history: list[EpochRecord] = []
         self.loss_history: list[float] = []  # every mini-batch loss, as the book's train_loss_list
         self._losses: list[Array] = []  # this epoch's losses, still on the device
 
-    def _send(self, x: Any, t: Any) -> tuple[Array, Array]:
-        return send_dataset(self.network, x, t)
+    def _take_data(self, train: tuple[Any, Any], test: tuple[Any, Any], batch_size: int,
+                   eval_batch_size: int) -> None:
+        self.batch_size = check_size("batch_size", batch_size)
+        self.eval_batch_size = check_size("eval_batch_size", eval_batch_size)
+        self.x_train, self.t_train = send_dataset(self.network, *train)
+        self.x_test, self.t_test = send_dataset(self.network, *test)
+        n, ranks = self.x_train.shape[0], self.comm.size
+        if self.batch_size > n:
+            raise ConfigError(f"batch size {self.batch_size} is larger than the training set "
+                              f"({n} samples); use a batch size of at most {n}")
+        if self.batch_size % ranks:
+            raise ConfigError(f"batch size {self.batch_size} is not divisible by the {ranks} "
+                              f"processes; use a multiple of {ranks} (it is the global batch)")
+        self.share = self.batch_size // ranks  # this rank's rows of each global batch
+
+    def _join_replicas(self) -> None:
+        """Make this rank's network one replica of the job's: rank 0's weights, global batch
+        statistics in BatchNorm, a Dropout stream of its own."""
+        self.comm.broadcast_params(self.network.params)
+        for layer in self.network.layers.values():
+            if isinstance(layer, BatchNormalization):
+                layer.replicas = self.comm
+            elif isinstance(layer, Dropout) and layer.rng is not None and layer.rng.seed is not None:
+                stream = np.random.SeedSequence([layer.rng.seed, self.comm.rank]).generate_state(1)
+                layer.rng = Generator(self.device, int(stream[0]))
 
     def step(self, x_batch: Array, t_batch: Array) -> None:
-        """One update: gradient, optimizer step, and the batch loss kept on the device."""
+        """One update: gradient (averaged over the ranks), optimizer step, and the batch loss
+        kept on the device. With several ranks, the batch is this rank's share."""
         with self.device:
             grads = self.network.gradient(x_batch, t_batch)
+            if self.comm.size > 1:
+                grads = self.comm.mean_gradients(grads)
             self.optimizer.update(self.network.params, grads)
         # the loss gradient's forward pass left in the last layer: a second forward pass (as
         # the book's loop does) would cost a third of the step. It is the data loss (cross
@@ -170,9 +208,11 @@ class Trainer:
             started = time.perf_counter()
             order = self.batch_order(epoch)
             # entering the device makes it CuPy's current GPU, where xp.take allocates
+            mine = self.comm.rank * self.share
             with self.device, self._progress_bar(epoch + 1, (stop - start) * batch) as bar:
                 for i in range(start - epoch * per_epoch, stop - epoch * per_epoch):
-                    indices = order[i * batch:(i + 1) * batch]
+                    first = i * batch + mine
+                    indices = order[first:first + self.share]
                     self.step(xp.take(self.x_train, indices, axis=0),
                               xp.take(self.t_train, indices, axis=0))
                     if bar is not None:
@@ -184,7 +224,7 @@ class Trainer:
         return records
 
     def _progress_bar(self, epoch: int, total: int) -> Any:
-        if not self.progress:
+        if not self.progress or not self.comm.is_root:
             return contextlib.nullcontext()
         from tqdm import tqdm
 
@@ -199,6 +239,9 @@ class Trainer:
         with self.device:
             losses = to_numpy(xp.stack(self._losses)).astype(np.float64)
         self._losses = []
+        # the global batch's loss is the mean of the ranks' (equal shares); every rank then
+        # sees the same losses, so a NaN stops every rank at once instead of leaving some waiting
+        losses = self.comm.allreduce_sum(losses) / self.comm.size
         trained = time.perf_counter()
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
@@ -218,6 +261,12 @@ class Trainer:
         return record
 
     def accuracy(self, x: Array, t: Array) -> float:
-        """Fraction of ``x`` classified as ``t``, counted on the device ``eval_batch_size`` rows at a time."""
-        correct = self.network.count_correct(x, t, min(self.eval_batch_size, x.shape[0]))
-        return int(to_numpy(correct)) / x.shape[0]
+        """Fraction of ``x`` classified as ``t``, counted on the device ``eval_batch_size`` rows
+        at a time; with several ranks each counts its share of the rows and the counts are summed."""
+        start, stop = self.comm.shard(x.shape[0])
+        correct = 0
+        if stop > start:
+            counted = self.network.count_correct(x[start:stop, ...], t[start:stop, ...],
+                                                 min(self.eval_batch_size, stop - start))
+            correct = int(to_numpy(counted))
+        return self.comm.allreduce_sum(correct) / x.shape[0]
