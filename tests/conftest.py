@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 import torch
 from cupy_semantics import cupy_device_rules
@@ -85,3 +86,13 @@ def cupy_like() -> Iterator[xpnet.Device]:
     device's arrays raise (tests/cupy_semantics.py). Restored after the test."""
     with cupy_device_rules():
         yield xpnet.device("array_api_strict:device1")
+
+
+def blobs(n: int, seed: int = 0, features: int = 8, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples of ``classes`` well separated Gaussian clusters, float64 features and int
+    labels on the host. The centres are fixed, so sets drawn with other seeds (a test set) come
+    from the same clusters."""
+    centres = 3.0 * np.random.default_rng(1234).standard_normal((classes, features))
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, classes, n)
+    return centres[t] + rng.standard_normal((n, features)), t

@@ -7,18 +7,11 @@ import pytest
 from array_api_compat import device as array_device_of
 
 import xpnet
-
-
-def _blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Three separable Gaussian blobs in 8 dimensions."""
-    rng = np.random.default_rng(seed)
-    t = rng.integers(0, 3, size=n)
-    centres = rng.standard_normal((3, 8)) * 3
-    return centres[t] + rng.standard_normal((n, 8)), t
+from conftest import blobs
 
 
 def test_book_training_loop_learns_on_every_backend(backend):
-    x_host, t_host = _blobs()
+    x_host, t_host = blobs(240)
     net = xpnet.TwoLayerNet(8, 16, 3, weight_init_std=0.1, device=backend, seed=0)
     x, t = backend.send(x_host, "float32"), backend.send(t_host, "int64")
     first_loss = float(xpnet.to_numpy(net.loss(x, t)))
@@ -43,7 +36,7 @@ def test_same_seed_same_weights_on_every_backend(backend):
 
 
 def test_numerical_gradient_matches_gradient_book_api():
-    x, t = _blobs(10)
+    x, t = blobs(10)
     net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, dtype="float64", seed=2)
     before = {k: v.copy() for k, v in net.params.items()}
     numerical, analytic = net.numerical_gradient(x, t), net.gradient(x, t)
@@ -54,7 +47,7 @@ def test_numerical_gradient_matches_gradient_book_api():
 
 
 def test_accuracy_with_integer_and_one_hot_labels_in_chunks():
-    x, t = _blobs(50)
+    x, t = blobs(50)
     net = xpnet.TwoLayerNet(8, 5, 3, weight_init_std=0.5, seed=3)
     expected = np.mean(np.argmax(net.predict(x.astype(np.float32)), axis=1) == t)
     x32 = x.astype(np.float32)

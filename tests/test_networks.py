@@ -14,19 +14,13 @@ import pytest
 from array_api_compat import device as array_device_of
 
 import xpnet
+from conftest import blobs
 from xpnet import MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, build_model
 from xpnet.registry import from_config
 
 
 def _host(x) -> np.ndarray:
     return xpnet.to_numpy(x).astype(np.float64)
-
-
-def _blobs(n: int = 120, seed: int = 0, dim: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Three separable Gaussian blobs."""
-    rng = np.random.default_rng(seed)
-    t = rng.integers(0, 3, size=n)
-    return rng.standard_normal((3, dim))[t] * 3 + rng.standard_normal((n, dim)), t
 
 
 def test_multilayer_net_has_the_books_layers_and_parameters():
@@ -64,7 +58,7 @@ def test_same_seed_same_weights_on_every_backend(backend):
 
 
 def test_weight_decay_adds_half_lambda_sum_of_squares_and_lambda_w(backend):
-    x_host, t_host = _blobs(20)
+    x_host, t_host = blobs(20)
     x, t = backend.send(x_host, "float64"), backend.send(t_host, "int64")
     plain = MultiLayerNet(8, [6, 5], 3, device=backend, dtype="float64", seed=2)
     decayed = MultiLayerNet(8, [6, 5], 3, weight_decay_lambda=0.3, device=backend, dtype="float64",
@@ -96,7 +90,7 @@ def test_extend_network_layers_modes_and_dropout_seeding(backend):
 
 
 def test_state_dict_carries_the_running_statistics(backend):
-    x_host, t_host = _blobs(30)
+    x_host, t_host = blobs(30)
     x, t = backend.send(x_host, "float32"), backend.send(t_host, "int64")
     net = build_model("mlp-bn", input_shape=(8,), hidden=[6, 5], output_size=3, device=backend, seed=4)
     net.gradient(x, t)  # a training step moves the running statistics
@@ -143,7 +137,7 @@ def test_config_survives_json_and_rebuilds_the_same_network(build):
                               weight_init_std="he", device=dev, seed=6),
 ], ids=["MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet"])
 def test_each_network_learns_separable_blobs(backend, build):
-    x_host, t_host = _blobs()
+    x_host, t_host = blobs(120)
     net = build(backend)
     x = backend.send(x_host.reshape((-1, *net.input_shape)), "float32")
     t = backend.send(t_host, "int64")

@@ -3,6 +3,7 @@ batch order, divergence detection, and resuming to the bit."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -10,20 +11,14 @@ import pytest
 from array_api_compat import device as array_device_of
 
 import xpnet
+from conftest import blobs as blobs_of
 from xpnet.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.registry import build_model
 from xpnet.optim import make_optimizer
 from xpnet.training import EpochRecord, Trainer, TrainingError, epoch_seed
 
 FEATURES, HIDDEN, CLASSES = 12, 8, 3
-
-
-def blobs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Three well separated Gaussian clusters in FEATURES dimensions, float64 on the host."""
-    centres = 3.0 * np.random.default_rng(1234).standard_normal((CLASSES, FEATURES))
-    rng = np.random.default_rng(seed)
-    t = rng.integers(0, CLASSES, n)
-    return centres[t] + rng.standard_normal((n, FEATURES)), t
+blobs = functools.partial(blobs_of, features=FEATURES, classes=CLASSES)
 
 
 def make_trainer(dev="cpu", dtype="float64", optimizer="momentum", n_train=120, batch_size=10,
