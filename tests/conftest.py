@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,16 @@ def blobs(n: int, seed: int = 0, features: int = 8, classes: int = 3) -> tuple[n
     rng = np.random.default_rng(seed)
     t = rng.integers(0, classes, n)
     return centres[t] + rng.standard_normal((n, features)), t
+
+
+@pytest.fixture(scope="session")
+def mnist_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("mnist-cache")
+
+
+@pytest.fixture
+def isolated_mnist(mnist_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsed MNIST is cached once per test session, not in the user's ~/.cache, and read
+    from the packaged files whatever $XPNET_DATA_DIR says."""
+    monkeypatch.setenv("XPNET_CACHE_DIR", str(mnist_cache))
+    monkeypatch.delenv("XPNET_DATA_DIR", raising=False)

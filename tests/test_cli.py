@@ -22,16 +22,7 @@ EPOCH_LINE = re.compile(r"^epoch +(\d+) \| iter +(\d+) \| loss (\d\.\d{4}) \| tr
                         r"(\d\.\d{4}), (\d\.\d{4}) \| [\d.]+ s, [\d,]+ samples/s$")
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("mnist-cache")
-
-
-@pytest.fixture(autouse=True)
-def isolated_env(cache_dir, monkeypatch):
-    """Parsed MNIST is cached once for this module's runs, not in the user's ~/.cache."""
-    monkeypatch.setenv("XPNET_CACHE_DIR", str(cache_dir))
-    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_mnist")
 
 
 def run(capsys, *argv: str) -> tuple[int, list[str], str]:

@@ -52,10 +52,7 @@ def assert_same_model(one: Path, many: Path) -> None:
         np.testing.assert_allclose(b[key], a[key], rtol=1e-9, atol=1e-12, err_msg=key)
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("XPNET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "mnist-cache"))
-    monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_mnist")
 
 
 @pytest.mark.parametrize("model", MODELS)

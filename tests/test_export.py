@@ -47,22 +47,13 @@ CLASSES = {"two-layer": xpnet.TwoLayerNet, "mlp-relu": xpnet.MultiLayerNet,
            "convnet": xpnet.SimpleConvNet}
 
 
-@pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("mnist-cache")
-
-
-@pytest.fixture(autouse=True)
-def isolated_env(cache_dir, monkeypatch):
-    """Parsed MNIST is cached once for this module's runs, not in the user's ~/.cache."""
-    monkeypatch.setenv("XPNET_CACHE_DIR", str(cache_dir))
-    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_mnist")
 
 
 @pytest.fixture(scope="module")
-def mnist(cache_dir) -> tuple[tuple, tuple]:
+def mnist(mnist_cache) -> tuple[tuple, tuple]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XPNET_CACHE_DIR", str(cache_dir))
+        patch.setenv("XPNET_CACHE_DIR", str(mnist_cache))
         patch.delenv(datasets.DATA_DIR_ENV, raising=False)
         return datasets.load_mnist()
 

@@ -23,8 +23,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -78,23 +79,31 @@ def save_checkpoint(path: str | os.PathLike[str], network: Any, optimizer: Optim
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    write_atomically(path, lambda f: np.savez(f, **arrays), CheckpointError, "checkpoint ")
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], Any], error: type[XPNetError],
+                     what: str = "") -> None:
+    """``write`` a file into a temporary file in ``path``'s folder, then rename it over ``path``,
+    so a crash or a reader never sees half a file. An OS error raises ``error``, naming
+    ``what`` and the path, and leaves nothing behind."""
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
+        raise error(f"cannot write {what}{path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc}") from None
+            raise error(f"cannot write {what}{path}: {exc.strerror or exc}") from None
         raise
 
 

@@ -18,7 +18,6 @@ import importlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .backend import to_numpy
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, write_atomically
 from .errors import XPNetError
 from .training import EVAL_BATCH_SIZE
 
@@ -126,24 +125,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """To a temporary file in the same folder, then renamed over ``path`` (as checkpoints are)."""
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: folder {path.parent} does not exist; create it first")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a model is an ordinary file
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
+    write_atomically(path, lambda f: f.write(data), ExportError)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike[str],
