@@ -3,9 +3,9 @@
 Every layer finds ``xp`` from its input arrays, creates nothing on a device of its own
 choosing, and never writes into an argument. ``forward`` and ``backward`` run on their
 inputs' device (``@on_input_device``: CuPy's current GPU, so a layer fed arrays on ``cuda:1``
-computes there without ``with dev:``; nothing on other backends). What a network relies on is
-the :class:`Layer` protocol below. The maths of each layer, and the defect of the book's code it fixes, are in
-docs/layers.md.
+computes there without ``with dev:``; nothing on other backends). What a network relies on
+is the :class:`Layer` protocol below. The maths of each layer, and the defect of the book's
+code it fixes, are in docs/layers.md.
 """
 
 from __future__ import annotations
