@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -202,3 +205,22 @@ def test_xpnet_steps_run_on_a_second_gpu(bench, data, cupy_like):
         impl.step()
         impl.sync()
     assert all(xpnet.device_of(p) == cupy_like for p in train.params.values())
+
+
+@pytest.mark.parametrize("mode", [["--quick", "--windows", "2"], ["--throughput", "--quick"]],
+                         ids=["overhead", "throughput"])
+def test_distributed_benchmark_runs_and_reports_every_case(mode):
+    """bench_distributed.py starts its own mpiexec jobs; each case gets a row of positive figures."""
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'xpnet[mpi]'")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_distributed.py"
+    env = {**os.environ, "MPIEXEC_TIMEOUT": "120"}
+    done = subprocess.run([sys.executable, str(script), *mode], env=env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()
+            if line.startswith(("784-", "mlp ", "convnet "))]
+    assert len(rows) == (2 if mode[0] == "--quick" else 3), done.stdout
+    for row in rows:
+        numbers = [float(cell.rstrip("x").replace(",", "")) for cell in row[1:]
+                   if cell.rstrip("x").replace(",", "").replace(".", "").isdigit()]
+        assert numbers and all(number > 0 for number in numbers), row
