@@ -3,7 +3,8 @@
 ``backend`` yields an :class:`xpnet.Device`. The array-api-strict configurations catch what
 NumPy forgives: ``device1`` catches arrays created without ``device=``; the no-mask
 configuration (``boolean_indexing=False, data_dependent_shapes=False``) catches boolean
-indexing and data-dependent shapes, which stall a GPU. The GPU cases (CuPy on cuda:0 and on
+indexing and data-dependent shapes, which stall a GPU. JAX (``jax:cpu``) catches writes into
+arrays: its arrays are immutable. The GPU cases (CuPy on cuda:0 and on
 cuda:1, PyTorch on torch:cuda) run only where ``xpnet.cuda_status()`` or PyTorch finds enough
 usable GPUs; ``pytest -m gpu`` selects those cases alone.
 
@@ -24,7 +25,7 @@ from cupy_semantics import cupy_device_rules
 
 import xpnet
 
-CPU_BACKENDS = ["numpy", "strict-cpu", "strict-device1", "strict-no-masks", "torch-cpu"]
+CPU_BACKENDS = ["numpy", "strict-cpu", "strict-device1", "strict-no-masks", "torch-cpu", "jax-cpu"]
 
 
 def _gpu_param(name: str, available: int, needed: int, reason: str) -> pytest.param:
@@ -52,6 +53,7 @@ _SPECS = {
     "strict-device1": "array_api_strict:device1",
     "strict-no-masks": "array_api_strict:device1",
     "torch-cpu": "torch:cpu",
+    "jax-cpu": "jax:cpu",
     "cupy": "cuda:0",
     "cupy-1": "cuda:1",
     "torch-cuda": "torch:cuda",

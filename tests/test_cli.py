@@ -245,6 +245,7 @@ def small_mnist(tmp_path_factory) -> Path:
     ["--model", "mlp", "--hidden", "30", "20", "--activation", "sigmoid", "--weight-decay", "0.001"],
     ["--model", "mlp-bn", "--hidden", "30", "20"],
     ["--model", "convnet", "--hidden", "20"],
+    ["--model", "deepconvnet"],
 ])
 def test_every_model_trains_saves_and_resumes(capsys, tmp_path, small_mnist, model):
     common = ["--device", "cpu", "--data-dir", str(small_mnist), "--batch-size", "50", *model]

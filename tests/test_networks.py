@@ -15,7 +15,7 @@ from array_api_compat import device as array_device_of
 
 import xpnet
 from conftest import blobs
-from xpnet import MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, build_model
+from xpnet import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, build_model
 from xpnet.registry import from_config
 
 
@@ -119,7 +119,8 @@ def test_state_dict_carries_the_running_statistics(backend):
                                 use_batchnorm=True, seed=5),
     lambda: SimpleConvNet((2, 5, 4), {"filter_num": 3, "filter_size": 2, "pad": 1}, 6, 3,
                           weight_init_std="he", seed=5),
-], ids=["MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet"])
+    lambda: DeepConvNet((1, 8, 8), [{"filter_num": 2}] * 6, hidden_size=5, output_size=3, seed=5),
+], ids=["MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet"])
 def test_config_survives_json_and_rebuilds_the_same_network(build):
     net = build()
     config = json.loads(json.dumps(net.config))
@@ -162,6 +163,41 @@ def test_simple_conv_net_has_the_books_architecture():
     assert abs(np.std(net.params["W2"]) - 0.01) < 1e-4
     scores = net.predict(np.zeros((2, 1, 28, 28), dtype=np.float32))
     assert scores.shape == (2, 10) and scores.dtype == np.float32
+
+
+def test_deep_conv_net_has_the_books_architecture():
+    net = DeepConvNet(seed=0)
+    assert list(net.layers) == [
+        "Conv1", "Relu1", "Conv2", "Relu2", "Pool1", "Conv3", "Relu3", "Conv4", "Relu4", "Pool2",
+        "Conv5", "Relu5", "Conv6", "Relu6", "Pool3", "Affine1", "Relu7", "Dropout1", "Affine2",
+        "Dropout2"]
+    filters = [(16, 1), (16, 16), (32, 16), (32, 32), (64, 32), (64, 64)]
+    for i, (out_channels, in_channels) in enumerate(filters, start=1):
+        assert tuple(net.params[f"W{i}"].shape) == (out_channels, in_channels, 3, 3)
+        assert net.layers[f"Conv{i}"].pad == (2 if i == 4 else 1)
+        fan_in = in_channels * 9
+        assert abs(np.std(net.params[f"W{i}"]) - np.sqrt(2 / fan_in)) < 0.2 * np.sqrt(2 / fan_in)
+    # 28 -> 28 -> pool 14 -> 14 -> 16 (pad 2) -> pool 8 -> 8 -> 8 -> pool 4
+    assert tuple(net.params["W7"].shape) == (64 * 4 * 4, 50)
+    assert tuple(net.params["W8"].shape) == (50, 10)
+    assert net.layers["Conv1"].input_grad is False and net.has_train_mode
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    scores = net.predict(x)
+    assert scores.shape == (3, 10) and scores.dtype == np.float32
+    # inference is deterministic; training draws dropout masks
+    np.testing.assert_array_equal(net.predict(x), scores)
+    assert not np.array_equal(xpnet.to_numpy(net.predict(x, train_flg=True)), scores)
+
+
+def test_deep_conv_net_without_dropout_trains_as_it_predicts():
+    net = DeepConvNet((1, 8, 8), [{"filter_num": 2}] * 6, hidden_size=5, output_size=3,
+                      dropout_ratio=0, seed=1)
+    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_array_equal(net.predict(x, train_flg=True), net.predict(x))
+    with pytest.raises(xpnet.ConfigError, match="6 convolutions"):
+        DeepConvNet(conv_params=[None] * 5)
+    with pytest.raises(xpnet.ConfigError, match="to nothing by convolution"):
+        DeepConvNet((1, 2, 2))
 
 
 def test_build_model_picks_the_network_and_its_init():

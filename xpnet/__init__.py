@@ -11,7 +11,8 @@ from .functions import cross_entropy_error, log_softmax, sigmoid, softmax
 from .gradcheck import check_layer, check_network, numerical_gradient
 from .layers import Affine, AddLayer, Layer, MSELoss, MulLayer, ReLU, Relu, Sigmoid, SoftmaxWithLoss
 from .conv import Convolution, Pooling, col2im, im2col
-from .models import LayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from .models import (DeepConvNet, LayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,
+                     TwoLayerNet)
 from .registry import build_model, from_config
 from .rng import Generator
 from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, OPTIMIZERS, RMSprop, make_optimizer
@@ -30,7 +31,7 @@ __all__ = [
     "Layer", "AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss",
     "TwoLayerNet", "numerical_gradient", "check_layer", "check_network",
     "Convolution", "Pooling", "im2col", "col2im", "Dropout", "BatchNormalization",
-    "LayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "build_model", "from_config",
+    "LayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet", "build_model", "from_config",
     "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "OPTIMIZERS", "make_optimizer",
     "Trainer", "EpochRecord", "TrainingError", "save_checkpoint", "load_checkpoint", "CheckpointError",
     "export_onnx",

@@ -18,6 +18,7 @@ Specs (see ``docs/backends.md``)::
     auto                             cuda:0 if a GPU is usable, else cpu (saying why)
     torch:cpu | torch:cuda[:N]       PyTorch
     torch:meta                       PyTorch's shape-only device (finds host syncs in tests)
+    jax | jax:cpu | jax:cuda[:N]     JAX (jax:gpu[:N] is an alias); float64 turns on jax_enable_x64
     array_api_strict[:DEVICE]        the standard and nothing else (CPU_DEVICE, device1, ...)
 """
 
@@ -35,7 +36,7 @@ from typing import Any, TypeVar
 import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as array_device_of
-from array_api_compat import is_cupy_array, is_numpy_array, is_torch_array, to_device
+from array_api_compat import is_cupy_array, is_jax_array, is_numpy_array, is_torch_array, to_device
 
 from .errors import BackendMismatchError, DeviceError
 
@@ -46,7 +47,8 @@ logger = logging.getLogger("xpnet")
 
 VALID_SPECS = (
     "cpu, numpy, cuda, cuda:N, cupy, cupy:N, auto, torch:cpu, torch:cuda, torch:cuda:N, "
-    "torch:meta, array_api_strict, array_api_strict:DEVICE (for example array_api_strict:device1)"
+    "torch:meta, jax, jax:cpu, jax:cuda, jax:cuda:N (jax:gpu[:N]), array_api_strict, "
+    "array_api_strict:DEVICE (for example array_api_strict:device1)"
 )
 CUPY_INSTALL_HINT = "install CuPy with pip install 'xpnet[cuda12]' (or [cuda13] for CUDA 13 drivers)"
 
@@ -105,11 +107,17 @@ class Device:
 
     @property
     def xp_library(self) -> ModuleType:
-        """The library itself (``numpy``, ``cupy``, ``torch``, ``array_api_strict``)."""
+        """The library itself (``numpy``, ``cupy``, ``torch``, ``jax``, ``array_api_strict``)."""
         return importlib.import_module(self.backend)
 
     def dtype(self, dtype: Any) -> Any:
-        """This namespace's dtype for ``"float32"``, ``"float64"``, ``"int64"``… or a dtype."""
+        """This namespace's dtype for ``"float32"``, ``"float64"``, ``"int64"``… or a dtype.
+
+        On JAX, asking for float64 turns on ``jax_enable_x64`` (without it JAX would make
+        float32 arrays, silently); int64 is int32 there while x64 is off (JAX's index width).
+        """
+        if self.backend == "jax" and dtype is not None:
+            return _jax_dtype(dtype)
         if not isinstance(dtype, str):
             return dtype
         try:
@@ -132,6 +140,8 @@ class Device:
                     x = to_device(x, self.array_device)
                 return x if dtype is None or x.dtype == dtype else self.xp.astype(x, dtype)
             host = to_numpy(x) if library else np.asarray(x)
+            if dtype is None and self.backend == "jax":
+                dtype = _jax_dtype(host.dtype)  # float64 data stays float64 (x64 on)
             return self.xp.asarray(host, dtype=dtype, device=self.array_device)
 
 
@@ -143,6 +153,8 @@ def _library_of(x: Any) -> str | None:
         return "torch"
     if is_cupy_array(x):
         return "cupy"
+    if is_jax_array(x):  # concrete arrays and, inside jax.jit, tracers
+        return "jax"
     if type(x).__module__.startswith("array_api_strict") and hasattr(x, "__array_namespace__"):
         return "array_api_strict"  # its Array; not its Device or dtype objects
     return None
@@ -203,7 +215,7 @@ def device_of(x: Array) -> Device:
     """The :class:`Device` array ``x`` lives on (to create more arrays beside it)."""
     library = _library_of(x)
     if library is None:
-        raise DeviceError(f"{type(x).__name__} is not an array of NumPy, CuPy, PyTorch or "
+        raise DeviceError(f"{type(x).__name__} is not an array of NumPy, CuPy, PyTorch, JAX or "
                           "array-api-strict")
     where = array_device_of(x)
     if library == "numpy":
@@ -212,6 +224,11 @@ def device_of(x: Array) -> Device:
         return device(f"torch:{where}")  # torch.device prints as cpu, cuda:N or meta
     if library == "cupy":
         return device(f"cuda:{where.id}")
+    if library == "jax":
+        if where is None:
+            raise DeviceError("a JAX array traced by jax.jit has no device; call device_of on "
+                              "concrete arrays")
+        return device("jax:cpu" if where.platform == "cpu" else f"jax:cuda:{where.id}")
     return device(f"array_api_strict:{where._device}")
 
 
@@ -224,6 +241,8 @@ def to_numpy(x: Array) -> np.ndarray:
         return x.get()
     if library == "torch":
         return x.detach().cpu().numpy()
+    if library == "jax":
+        return np.array(x)  # a copy: np.asarray would be a read-only view of JAX's buffer
     if library == "array_api_strict":
         import array_api_strict
 
@@ -265,7 +284,7 @@ def namespace_of(*arrays: Any) -> ModuleType:
         ) from None
     first = array_device_of(found[0])
     for other in found[1:]:
-        if array_device_of(other) != first:
+        if not _same_device(array_device_of(other), first):
             raise BackendMismatchError(
                 f"arrays on different devices met in one operation: {_describe(found[0])} and "
                 f"{_describe(other)}; move one with xpnet.device(spec).send(x)"
@@ -281,7 +300,13 @@ _NAMESPACE_OF_TYPE: dict[type, ModuleType] = {}
 
 def _on_one_device(arrays: tuple[Any, ...]) -> bool:
     first = array_device_of(arrays[0])
-    return all(array_device_of(a) == first for a in arrays[1:])
+    return all(_same_device(array_device_of(a), first) for a in arrays[1:])
+
+
+def _same_device(a: Any, b: Any) -> bool:
+    # inside jax.jit an array is a tracer, whose device array-api-compat reports as None:
+    # it meets concrete arrays (constants such as a fixed Dropout mask) on their device
+    return a is None or b is None or a == b
 
 
 @functools.cache
@@ -379,6 +404,7 @@ def _first_line(exc: BaseException) -> str:
 _SPEC = re.compile(
     r"^(?:(?P<cpu>cpu|numpy)|(?P<auto>auto)|(?P<cupy>cuda|cupy)(?::(?P<cupy_index>\d+))?"
     r"|torch:(?P<torch>cpu|meta|cuda(?::(?P<torch_index>\d+))?)"
+    r"|(?P<jax>jax)(?::(?P<jax_platform>cpu|cuda|gpu)(?::(?P<jax_index>\d+))?)?"
     r"|(?P<strict>array_api_strict)(?::(?P<strict_device>\w+))?)$"
 )
 
@@ -408,6 +434,8 @@ def device(spec: str | Device = "cpu") -> Device:
         return _cupy_device(int(match["cupy_index"] or 0))
     if match["torch"]:
         return _torch_device(match["torch"], match["torch_index"])
+    if match["jax"]:
+        return _jax_device(match["jax_platform"], match["jax_index"])
     return _strict_device(match["strict_device"] or "cpu_device")
 
 
@@ -457,3 +485,57 @@ def _strict_device(name: str) -> Device:
                           f"{', '.join(d._device for d in devices.values())}")
     chosen = devices[name]
     return Device(f"array_api_strict:{chosen._device}", "array_api_strict", array_api_strict, chosen)
+
+
+def _jax_device(platform: str | None, index: str | None) -> Device:
+    """``jax`` (JAX's default device), ``jax:cpu``, or ``jax:cuda:N`` (``gpu`` is an alias)."""
+    asked = "jax" if platform is None else f"jax:{platform}" + (f":{index}" if index else "")
+    if platform == "cpu" and index:
+        raise DeviceError(f"unknown device {asked!r}; JAX's CPU is jax:cpu")
+    try:
+        import jax
+    except ImportError:
+        raise DeviceError(f"cannot use {asked}: JAX is not installed; pip install 'xpnet[jax]' "
+                          "(or 'xpnet[jax-cuda12]' for NVIDIA GPUs)") from None
+    if platform is None:
+        chosen = jax.devices()[0]
+    else:
+        try:  # JAX calls its NVIDIA platform "gpu" (and "cuda")
+            devices = jax.devices("cpu" if platform == "cpu" else "gpu")
+        except RuntimeError:
+            raise DeviceError(f"cannot use {asked}: this JAX has no GPU backend (it sees "
+                              f"{', '.join(sorted({d.platform for d in jax.devices()}))}); "
+                              "pip install 'jax[cuda12]' on a machine with an NVIDIA GPU, or "
+                              "use jax:cpu") from None
+        position = int(index or 0)
+        if position >= len(devices):
+            raise DeviceError(f"cannot use {asked}: JAX sees {len(devices)} GPU(s), numbered 0 "
+                              f"to {len(devices) - 1}")
+        chosen = devices[position]
+    name = "jax:cpu" if chosen.platform == "cpu" else f"jax:cuda:{chosen.id}"
+    return Device(name, "jax", jax.numpy, chosen, None if chosen.platform == "cpu" else chosen.id)
+
+
+def _jax_dtype(dtype: Any) -> Any:
+    """JAX's dtype for a name or dtype, turning on ``jax_enable_x64`` for float64.
+
+    JAX makes float32 arrays when float64 is asked for without x64 (a warning at most), so a
+    float64 network would silently compute in float32. The flag is process-wide; networks
+    and data in float32 are unaffected, as xpnet always names its dtypes.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    try:
+        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        resolved = jnp.dtype(name)
+    except TypeError:
+        raise DeviceError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from None
+    if jax.config.jax_enable_x64:
+        return resolved
+    if resolved.name in ("float64", "complex128"):
+        jax.config.update("jax_enable_x64", True)
+        logger.info("xpnet: turned on jax_enable_x64 for %s arrays on JAX", name)
+    elif resolved.name in ("int64", "uint64"):
+        return jnp.dtype(resolved.name.replace("64", "32"))  # labels, indices: JAX's width
+    return resolved

@@ -66,7 +66,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--model", metavar="NAME",
                        help=f"{', '.join(MODEL_NAMES)} (default {DEFAULTS['model']}). {model_help()}")
     train.add_argument("--hidden", type=int, nargs="+", metavar="SIZE",
-                       help=f"hidden layer sizes (default {' '.join(map(str, DEFAULTS['hidden']))})")
+                       help=f"hidden layer sizes (default {' '.join(map(str, DEFAULTS['hidden']))}; "
+                            "deepconvnet: 50)")
     train.add_argument("--activation", metavar="NAME",
                        help=f"{' or '.join(ACTIVATIONS)} (default {DEFAULTS['activation']})")
     train.add_argument("--weight-decay", type=float, metavar="LAMBDA",

@@ -27,7 +27,7 @@ from .backend import device as resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
-from .registry import build_model
+from .registry import MODEL_DEFAULTS, build_model
 from .training import EVAL_BATCH_SIZE, EpochRecord, Trainer, send_dataset
 from .validate import DTYPES, check_choice, check_nonnegative, check_positive, check_size
 
@@ -146,7 +146,7 @@ def _rank_gpu(spec: str, local_rank: int) -> str:
 
 def _start(dev: Device, given: dict[str, Any]) -> tuple[Any, Optimizer, dict[str, Any], int]:
     """A new run: ``(network, optimizer, settings, iteration 0)`` from the defaults and ``given``."""
-    settings = {**DEFAULTS, **given}
+    settings = {**DEFAULTS, **MODEL_DEFAULTS.get(given.get("model"), {}), **given}
     if "iters" in given:
         settings["epochs"] = None
     _check_settings(settings)
@@ -189,9 +189,9 @@ def _resume(path: str, dev: Device, given: dict[str, Any]) -> tuple[Any, Optimiz
 
 def _describe(settings: dict[str, Any], optimizer: Optimizer) -> str:
     hidden = "-".join(str(s) for s in settings["hidden"])
-    layers = (f"{'x'.join(map(str, IMAGE_SHAPE))}-conv-pool-{hidden}-{NUM_CLASSES}"
-              if settings["model"] == "convnet"
-              else f"{IMAGE_SHAPE[1] * IMAGE_SHAPE[2]}-{hidden}-{NUM_CLASSES}")
+    convolutions = {"convnet": "conv-pool", "deepconvnet": "(conv-conv-pool)x3"}.get(settings["model"])
+    layers = (f"{'x'.join(map(str, IMAGE_SHAPE))}-{convolutions}-{hidden}-{NUM_CLASSES}"
+              if convolutions else f"{IMAGE_SHAPE[1] * IMAGE_SHAPE[2]}-{hidden}-{NUM_CLASSES}")
     decay = f", weight decay {settings['weight_decay']:g}" if settings["weight_decay"] else ""
     length = (f"{settings['iters']} iterations" if settings.get("iters")
               else f"{settings['epochs']} epochs")

@@ -23,7 +23,7 @@ from .errors import GradientCheckError, XPNetError
 from .gradcheck import GradientReport, check_layer, check_network
 from .layers import Affine, AddLayer, MSELoss, MulLayer, ReLU, Sigmoid, SoftmaxWithLoss
 from .conv import Convolution, Pooling
-from .models import MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from .models import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
 from .regularization import BatchNormalization, Dropout
 
 __all__ = ["Case", "layer_case", "network_case", "CASES", "PARITY_RTOL", "parity_errors",
@@ -191,6 +191,11 @@ def _chapter_6_7_cases() -> list[Case]:
                                                       weight_init_std="he", device=dev,
                                                       dtype=dtype, seed=3),
                      images, labels[:2]),
+        network_case("DeepConvNet (no dropout)",
+                     lambda dev, dtype: DeepConvNet((1, 6, 6), [{"filter_num": 1}] * 6,
+                                                    hidden_size=3, output_size=3, dropout_ratio=0,
+                                                    device=dev, dtype=dtype, seed=3),
+                     images[:, :1, :6, :6], labels[:2]),
     ]
 
 

@@ -2,11 +2,17 @@
 
 Each optimizer updates ``params`` with in-place operators (``params[key] -= ...``): NumPy,
 CuPy, PyTorch and array-api-strict update the array itself, and a backend with immutable
-arrays rebinds the dict entry instead. Networks re-read ``params`` on every call, so both
-work. Nothing here leaves the device: per-parameter state (velocities, squared-gradient
-sums) is created lazily with ``xp.zeros_like(param)``, on the parameter's device and in its
-dtype, and Adam's bias correction uses its step count, a Python number, so no update ever
-waits for the device (no ``float()``, no ``.item()``).
+arrays (JAX) rebinds the dict entry instead. Networks re-read ``params`` on every call, so
+both work. The per-parameter state (velocities, squared-gradient sums) is always rebound,
+``v = momentum * v - lr * dW``, never written into: the same code then holds on every
+backend, and inside ``jax.jit``, without relying on a store-back after an in-place operator.
+Nothing here leaves the device: the state is created lazily with ``xp.zeros_like(param)``,
+on the parameter's device and in its dtype, and Adam's bias correction uses its step count,
+a Python number, so no update ever waits for the device (no ``float()``, no ``.item()``).
+
+An update is :meth:`Optimizer.step_scalars` (what depends on the step count, computed on
+the host) then :meth:`Optimizer.apply`; a compiled step (:mod:`xpnet.compiled`) counts on
+the host and passes those scalars into one compiled program as arguments.
 
 >>> from xpnet.optim import make_optimizer
 >>> optimizer = make_optimizer("momentum", lr=0.1)
@@ -61,15 +67,29 @@ class Optimizer:
         """Move every parameter in ``params`` one step against its gradient in ``grads``,
         on the parameters' device (CuPy's current GPU: the state is created there)."""
         self.step_count += 1
-        self._prepare()
+        self.apply(params, grads, self.step_scalars(self.step_count))
+
+    def step_scalars(self, step: int) -> dict[str, float]:
+        """The numbers update ``step`` (from 1) computes once for all parameters from its count
+        (Adam's bias-corrected rate); none by default."""
+        return {}
+
+    def apply(self, params: dict[str, Array], grads: dict[str, Array],
+              scalars: dict[str, Any]) -> None:
+        """One update with ``scalars`` from :meth:`step_scalars` (Python floats, or 0-d arrays
+        in a compiled step), leaving ``step_count`` alone."""
         with on_device_of(*params.values()):
             for key in params:
-                self._update_one(params, key, grads[key])
+                self._update_one(params, key, grads[key], scalars)
 
-    def _prepare(self) -> None:
-        """What a step computes once for all parameters (Adam's bias-corrected rate)."""
+    def init_state(self, params: dict[str, Array]) -> None:
+        """Create every state slot of ``params`` now (zeros), instead of at the first update."""
+        for slot in self.slots:
+            for key, param in params.items():
+                self._slot(slot, key, param)
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array,
+                    scalars: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def _slot(self, slot: str, key: str, like: Array) -> Array:
@@ -95,7 +115,7 @@ class Optimizer:
                               f"its state is {', '.join(self.slots) or 'empty'}: this state comes "
                               "from another optimizer")
         self.step_count = int(state.get("step", 0))
-        # copies: updates write into the state in place, never into the caller's arrays
+        # copies: the caller's arrays stay theirs (a compiled step donates the state)
         self.state = {slot: {key: dev.send(np.array(value), dtype)
                              for key, value in state.get("slots", {}).get(slot, {}).items()}
                       for slot in self.slots}
@@ -109,7 +129,8 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array,
+                    scalars: dict[str, Any]) -> None:
         params[key] -= self.lr * grad
 
 
@@ -129,13 +150,12 @@ class Momentum(Optimizer):
 
     def _velocity(self, params: dict[str, Array], key: str, grad: Array) -> Array:
         """``v = momentum * v - lr * dW`` for parameter ``key``, stored and returned."""
-        v = self._slot("v", key, params[key])
-        v *= self.momentum
-        v -= self.lr * grad
-        self.state["v"][key] = v  # in place where allowed; rebinds on immutable backends
+        v = self.momentum * self._slot("v", key, params[key]) - self.lr * grad
+        self.state["v"][key] = v
         return v
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array,
+                    scalars: dict[str, Any]) -> None:
         params[key] += self._velocity(params, key, grad)
 
 
@@ -148,7 +168,8 @@ class Nesterov(Momentum):
 
     name = "nesterov"
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array,
+                    scalars: dict[str, Any]) -> None:
         v = self._velocity(params, key, grad)
         params[key] += self.momentum * self.momentum * v
         params[key] -= (1.0 + self.momentum) * self.lr * grad
@@ -163,11 +184,10 @@ class AdaGrad(Optimizer):
     def __init__(self, lr: float = 0.01) -> None:
         super().__init__(lr)
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array,
+                    scalars: dict[str, Any]) -> None:
         xp = namespace_of(grad)
-        h = self._slot("h", key, params[key])
-        h += grad * grad
-        self.state["h"][key] = h
+        h = self.state["h"][key] = self._slot("h", key, params[key]) + grad * grad
         params[key] -= self.lr * grad / (xp.sqrt(h) + EPSILON)
 
 
@@ -185,12 +205,11 @@ class RMSprop(Optimizer):
     def config(self) -> dict[str, Any]:
         return {**super().config, "decay_rate": self.decay_rate}
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array,
+                    scalars: dict[str, Any]) -> None:
         xp = namespace_of(grad)
         h = self._slot("h", key, params[key])
-        h *= self.decay_rate
-        h += (1.0 - self.decay_rate) * grad * grad
-        self.state["h"][key] = h
+        h = self.state["h"][key] = self.decay_rate * h + (1.0 - self.decay_rate) * grad * grad
         params[key] -= self.lr * grad / (xp.sqrt(h) + EPSILON)
 
 
@@ -215,19 +234,17 @@ class Adam(Optimizer):
     def config(self) -> dict[str, Any]:
         return {**super().config, "beta1": self.beta1, "beta2": self.beta2}
 
-    def _prepare(self) -> None:
-        t = self.step_count
-        self._lr_t = self.lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+    def step_scalars(self, step: int) -> dict[str, float]:
+        return {"lr_t": self.lr * math.sqrt(1.0 - self.beta2 ** step) / (1.0 - self.beta1 ** step)}
 
-    def _update_one(self, params: dict[str, Array], key: str, grad: Array) -> None:
+    def _update_one(self, params: dict[str, Array], key: str, grad: Array,
+                    scalars: dict[str, Any]) -> None:
         xp = namespace_of(grad)
         m = self._slot("m", key, params[key])
         v = self._slot("v", key, params[key])
-        m += (1.0 - self.beta1) * (grad - m)
-        v += (1.0 - self.beta2) * (grad * grad - v)
-        self.state["m"][key] = m
-        self.state["v"][key] = v
-        params[key] -= self._lr_t * m / (xp.sqrt(v) + EPSILON)
+        m = self.state["m"][key] = m + (1.0 - self.beta1) * (grad - m)
+        v = self.state["v"][key] = v + (1.0 - self.beta2) * (grad * grad - v)
+        params[key] -= scalars["lr_t"] * m / (xp.sqrt(v) + EPSILON)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -15,13 +15,15 @@ from typing import Any
 
 from .backend import Device
 from .errors import ConfigError
-from .models import LayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, TwoLayerNet
+from .models import (DeepConvNet, LayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,
+                     TwoLayerNet)
 from .validate import check_choice
 
-__all__ = ["NETWORKS", "MODELS", "MODEL_NAMES", "from_config", "build_model", "model_help"]
+__all__ = ["NETWORKS", "MODELS", "MODEL_NAMES", "MODEL_DEFAULTS", "from_config", "build_model", "model_help"]
 
 NETWORKS: dict[str, type[LayerNet]] = {
-    cls.name: cls for cls in (TwoLayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet)}
+    cls.name: cls for cls in (TwoLayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,
+                              DeepConvNet)}
 
 
 def from_config(config: dict[str, Any], *, device: str | Device = "cpu", dtype: str = "float32",
@@ -63,9 +65,23 @@ def _convnet(input_shape: tuple[int, ...], hidden: list[int], output_size: int, 
                          weight_decay_lambda=weight_decay, **placement)
 
 
+def _deepconvnet(input_shape: tuple[int, ...], hidden: list[int], output_size: int,
+                 activation: str, weight_decay: float, **placement: Any) -> LayerNet:
+    """the book's DeepConvNet (ch. 8): six 3x3 convolutions, dropout, one ReLU hidden layer"""
+    if len(hidden) != 1 or activation != "relu" or weight_decay:
+        raise ConfigError(f"deepconvnet has one ReLU hidden layer and no weight decay: give one "
+                          f"hidden size, got hidden={hidden} activation={activation!r} "
+                          f"weight_decay={weight_decay}")
+    return DeepConvNet(tuple(input_shape), hidden_size=hidden[0], output_size=output_size,
+                       **placement)
+
+
 # --model choice -> builder (input_shape, hidden, output_size, activation, weight_decay, placement)
-MODELS: dict[str, Callable[..., LayerNet]] = {"mlp": _mlp, "mlp-bn": _mlp_bn, "convnet": _convnet}
+MODELS: dict[str, Callable[..., LayerNet]] = {"mlp": _mlp, "mlp-bn": _mlp_bn, "convnet": _convnet,
+                                              "deepconvnet": _deepconvnet}
 MODEL_NAMES = tuple(MODELS)
+# --model choice -> defaults of its own, over xpnet train's
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {"deepconvnet": {"hidden": (50,)}}
 
 
 def model_help() -> str:

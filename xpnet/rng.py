@@ -2,10 +2,11 @@
 
 The Array API standard has no random module, so each backend uses its own generator:
 NumPy's ``Generator``, CuPy's ``Generator`` (``cupy.random.default_rng``'s, on the GPU), a
-``torch.Generator`` on the tensor's device. Backends without one (array-api-strict) draw on
-the host and send the result: they exist to test code, not to be fast. Streams differ
-between backends: the same seed is reproducible on one backend, not bit-identical across
-backends.
+``torch.Generator`` on the tensor's device, a ``jax.random`` key on JAX (split at each draw;
+the key is the generator's whole state, which is how a compiled training step takes it in
+and hands it back). Backends without one (array-api-strict) draw on the host and send the
+result: they exist to test code, not to be fast. Streams differ between backends: the same
+seed is reproducible on one backend, not bit-identical across backends.
 
 On CuPy no draw waits for the GPU. Its legacy ``RandomState.randint`` reads a count back to
 the host (``int(csum[-1])`` in ``_get_indices``, cupy/random/_generator.py) whenever the
@@ -50,8 +51,33 @@ class Generator:
                 self._source.seed()
             else:
                 self._source.manual_seed(seed)
+        elif backend == "jax":
+            import jax
+
+            # 32 bits of the seed's SeedSequence: jax.random.key truncates wider seeds
+            # without a word while jax_enable_x64 is off (2**40 gives the key of 0)
+            entropy = int(np.random.SeedSequence(seed).generate_state(1)[0])
+            self._source = jax.device_put(jax.random.key(entropy), self.device.array_device)
         else:  # NumPy itself, the host stand-in for array-api-strict, and shape-only meta
             self._source = np.random.default_rng(seed)
+
+    @property
+    def key(self) -> Array:
+        """A JAX generator's state, its ``jax.random`` key (what a compiled step passes in and out)."""
+        if self.device.backend != "jax":
+            raise AttributeError(f"a generator on {self.device.name} has no jax.random key")
+        return self._source
+
+    @key.setter
+    def key(self, key: Array) -> None:
+        self._source = key
+
+    def _jax_key(self) -> Array:
+        """A fresh key for one draw; the generator keeps the other half of the split."""
+        import jax
+
+        self._source, draw = jax.random.split(self._source)
+        return draw
 
     def _torch_kwargs(self, dtype: Any) -> dict[str, Any]:
         generator = self._source if not isinstance(self._source, np.random.Generator) else None
@@ -64,6 +90,10 @@ class Generator:
             import torch
 
             return torch.rand(shape, **self._torch_kwargs(dtype))
+        if self.device.backend == "jax":
+            import jax
+
+            return jax.random.uniform(self._jax_key(), shape, dtype=self.device.dtype(dtype))
         if self.device.backend == "cupy":
             with self.device:
                 return self._source.random(shape, dtype=self.device.dtype(dtype))
@@ -75,6 +105,10 @@ class Generator:
             import torch
 
             return torch.randn(shape, **self._torch_kwargs(dtype))
+        if self.device.backend == "jax":
+            import jax
+
+            return jax.random.normal(self._jax_key(), shape, dtype=self.device.dtype(dtype))
         if self.device.backend == "cupy":
             with self.device:
                 return self._source.standard_normal(shape, dtype=self.device.dtype(dtype))
@@ -86,6 +120,11 @@ class Generator:
             import torch
 
             return torch.randint(high, (size,), **self._torch_kwargs("int64"))
+        if self.device.backend == "jax":
+            import jax
+
+            return jax.random.randint(self._jax_key(), (size,), 0, high,
+                                      dtype=self.device.dtype("int64"))
         if self.device.backend == "cupy":
             with self.device:
                 return self._source.integers(0, high, size=size, dtype="int64")
@@ -97,6 +136,11 @@ class Generator:
             import torch
 
             return torch.randperm(n, **self._torch_kwargs("int64"))
+        if self.device.backend == "jax":
+            import jax
+
+            return self.device.xp.astype(jax.random.permutation(self._jax_key(), n),
+                                         self.device.dtype("int64"))
         if self.device.backend == "cupy":
             # CuPy's Generator has no permutation: sort random keys, as its RandomState does
             # (cupy/random/_generator.py, _permutation); float64 keys make ties negligible

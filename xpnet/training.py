@@ -76,9 +76,10 @@ EpochCallback = Callable[[EpochRecord], None]
 EVAL_BATCH_SIZE = 2000
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of epoch ``epoch``'s batch order, a function of ``(seed, epoch)`` alone."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int, *more: int) -> int:
+    """The seed of epoch ``epoch``'s batch order, a function of ``(seed, epoch)`` alone; with
+    ``more`` words, of another stream of that epoch (a rank's Dropout layer's masks)."""
+    return int(np.random.SeedSequence([seed, epoch, *more]).generate_state(1)[0])
 
 
 def send_dataset(network: Any, x: Any, t: Any) -> tuple[Array, Array]:
@@ -106,8 +107,12 @@ class Trainer:
     holds the whole data set and draws the same batch order; ``batch_size`` is the global
     batch, of which rank ``r`` takes the ``r``-th contiguous share; gradients are averaged
     before each update; BatchNormalization layers use the statistics of the global batch;
-    losses and accuracies are combined over the ranks (accuracies as counts). Each rank's
-    Dropout masks come from its own stream.
+    losses and accuracies are combined over the ranks (accuracies as counts).
+
+    Dropout masks are drawn, like the batch order, from a stream of ``(seed, epoch)`` (and the
+    rank and layer) that :meth:`fit` sets at the start of each epoch, so a run resumed at an
+    epoch's start repeats the uninterrupted run exactly; resumed in the middle of an epoch, the
+    rest of that epoch draws new masks.
     """
 
     def __init__(self, network: Any, optimizer: Optimizer, train: tuple[Any, Any],
@@ -156,14 +161,11 @@ class Trainer:
 
     def _join_replicas(self) -> None:
         """Make this rank's network one replica of the job's: rank 0's weights, global batch
-        statistics in BatchNorm, a Dropout stream of its own."""
+        statistics in BatchNorm."""
         self.comm.broadcast_params(self.network.params)
         for layer in self.network.layers.values():
             if isinstance(layer, BatchNormalization):
                 layer.replicas = self.comm
-            elif isinstance(layer, Dropout) and layer.rng is not None and layer.rng.seed is not None:
-                stream = np.random.SeedSequence([layer.rng.seed, self.comm.rank]).generate_state(1)
-                layer.rng = Generator(self.device, int(stream[0]))
 
     def step(self, x_batch: Array, t_batch: Array) -> None:
         """One update: gradient (averaged over the ranks), optimizer step, and the batch loss
@@ -207,6 +209,7 @@ class Trainer:
             stop = min((epoch + 1) * per_epoch, target)
             started = time.perf_counter()
             order = self.batch_order(epoch)
+            self._seed_dropout(epoch)
             # entering the device makes it CuPy's current GPU, where xp.take allocates
             mine = self.comm.rank * self.share
             with self.device, self._progress_bar(epoch + 1, (stop - start) * batch) as bar:
@@ -222,6 +225,15 @@ class Trainer:
             for callback in callbacks:
                 callback(record)
         return records
+
+    def _seed_dropout(self, epoch: int) -> None:
+        """Epoch ``epoch``'s Dropout masks come from streams of ``(seed, epoch, rank, layer)``,
+        like its batch order: a run resumed at the start of an epoch draws the masks the
+        uninterrupted run drew, and each rank draws its own."""
+        for position, layer in enumerate(self.network.layers.values()):
+            if isinstance(layer, Dropout):
+                stream = epoch_seed(self.seed, epoch, self.comm.rank, position)
+                layer.rng = Generator(self.device, stream)
 
     def _progress_bar(self, epoch: int, total: int) -> Any:
         if not self.progress or not self.comm.is_root:
