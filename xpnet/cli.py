@@ -16,7 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "check", help="check every layer's gradients and its agreement with NumPy float64 on a device")
-    check.add_argument("--device", default="cpu", help="device spec, e.g. cpu, cuda, torch:cpu (default cpu)")
+    check.add_argument("--device", default="cpu",
+                       help="device spec, e.g. cpu, cuda, torch:cpu, jax:cpu (default cpu)")
     check.add_argument("--dtype", choices=("float32", "float64", "both"), default="both")
     check.set_defaults(run=run_check)
     _add_train(commands)
@@ -52,7 +53,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
             "Options left out take the defaults shown, or, with --resume, the checkpoint's."))
     # Defaults are None so that --resume can tell an option given from one left out.
     train.add_argument("--device", default="auto", metavar="SPEC",
-                       help="device spec: auto, cpu, cuda[:N], torch:cpu, torch:cuda (default auto)")
+                       help="device spec: auto, cpu, cuda[:N], torch:cpu, torch:cuda, jax:cpu, "
+                            "jax:cuda[:N] (default auto)")
+    train.add_argument("--jit", action="store_true",
+                       help="compile each training step into one program (JAX devices only)")
     length = train.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=int, metavar="N", help=f"passes over the training set "
                         f"(default {DEFAULTS['epochs']})")

@@ -73,6 +73,7 @@ class TrainOptions:
     log: str | None = None
     plot: str | None = None
     quiet: bool = False
+    jit: bool = False
 
     def given(self) -> dict[str, Any]:
         """The training settings set explicitly (not ``None``), hidden sizes as a tuple."""
@@ -280,7 +281,7 @@ def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[Ep
         comm.agree(failure)
         trainer = Trainer(network, optimizer, train, test, batch_size=settings["batch_size"],
                           seed=settings["seed"], comm=comm,
-                          progress=not options.quiet and sys.stderr.isatty())
+                          progress=not options.quiet and sys.stderr.isatty(), jit=options.jit)
         return _train(trainer, options, settings, iteration, dev, say, log_file)
     finally:
         if log_file is not None:
@@ -291,7 +292,8 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
            dev: Device, say: Callable[[str], None], log_file: TextIO | None) -> list[EpochRecord]:
     comm = trainer.comm
     processes = f", {comm.size} processes (data-parallel)" if comm.size > 1 else ""
-    say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}{processes}")
+    compiled = ", each step compiled (--jit)" if options.jit else ""
+    say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}{processes}{compiled}")
     if not options.quiet:
         say(_describe(settings, trainer.optimizer))
     trainer.iteration = iteration

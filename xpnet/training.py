@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .backend import Array, Device, to_numpy
+from .compiled import CompiledStep, compile_step
 from .distributed import Communicator
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer
@@ -113,12 +114,15 @@ class Trainer:
     rank and layer) that :meth:`fit` sets at the start of each epoch, so a run resumed at an
     epoch's start repeats the uninterrupted run exactly; resumed in the middle of an epoch, the
     rest of that epoch draws new masks.
+
+    ``jit=True`` runs each step as one compiled program (:mod:`xpnet.compiled`; JAX devices
+    only, one process): the same updates, the parameters and state arrays replaced at each step.
     """
 
     def __init__(self, network: Any, optimizer: Optimizer, train: tuple[Any, Any],
                  test: tuple[Any, Any], *, batch_size: int = 100, seed: int = 0,
                  eval_batch_size: int = EVAL_BATCH_SIZE, progress: bool = False,
-                 comm: Communicator | None = None) -> None:
+                 comm: Communicator | None = None, jit: bool = False) -> None:
         self.network = network
         self.optimizer = optimizer
         self.comm = comm if comm is not None else Communicator()
@@ -131,7 +135,13 @@ class Trainer:
         self.seed = int(seed)
         self.progress = progress
         failure = None
+        self._compiled: CompiledStep | None = None
         try:  # what may fail on one rank alone (its data, its device): the ranks agree first
+            if jit:
+                if self.comm.size > 1:
+                    raise ConfigError("--jit compiles a one-process step; leave it out to "
+                                      f"train on {self.comm.size} processes")
+                self._compiled = compile_step(network, optimizer)
             self._take_data(train, test, batch_size, eval_batch_size)
         except XPNetError as exc:
             failure = exc
@@ -171,10 +181,13 @@ class Trainer:
         """One update: gradient (averaged over the ranks), optimizer step, and the batch loss
         kept on the device. With several ranks, the batch is this rank's share."""
         with self.device:
-            grads = self.network.gradient(x_batch, t_batch)
-            if self.comm.size > 1:
-                grads = self.comm.mean_gradients(grads)
-            self.optimizer.update(self.network.params, grads)
+            if self._compiled is not None:
+                self._compiled(x_batch, t_batch)
+            else:
+                grads = self.network.gradient(x_batch, t_batch)
+                if self.comm.size > 1:
+                    grads = self.comm.mean_gradients(grads)
+                self.optimizer.update(self.network.params, grads)
         # the loss gradient's forward pass left in the last layer: a second forward pass (as
         # the book's loop does) would cost a third of the step. It is the data loss (cross
         # entropy), without a weight-decay penalty.
