@@ -10,6 +10,10 @@ implementations, so machine noise hits both alike; each window follows 0.2 s of 
 2-core machine). Ratios below 1 mean xpnet is faster. On a GPU, torch runs on the same GPU
 as xpnet with TF32 off (CuPy computes in FP32), and every clock is read after that GPU has
 finished.
+
+Where JAX is installed, the same layer's forward+backward also runs on JAX (``jax:cpu``, or
+JAX's GPU N beside GPU N): eagerly, and as one ``jax.jit`` program that builds the layer
+inside the traced function (columns ``f+b jax`` and ``f+b jit``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from xpnet.conv import Convolution, Pooling
 # (run as a script, or by path through importlib as the tests do)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
-    Impl, device_sync, environment, interleaved, torch_device_for, torch_full_fp32, torch_sync)
+    Impl, device_sync, environment, interleaved, jax_device_for, jax_sync, torch_device_for,
+    torch_full_fp32, torch_sync)
 
 # (name, N, C, H, W, filters, filter size, stride, pad): the book's ch.7 layer first
 SHAPES = [
@@ -116,7 +121,38 @@ def shape_impls(dev: xpnet.Device, torch: Any, where: Any, rng: np.random.Genera
             Impl("xpnet fwd+bwd", xp_step, xp_sync),
             Impl("torch fwd+bwd", torch_step, t_sync),
             Impl("xpnet conv+pool fwd+bwd", xp_pool_step, xp_sync),
-            Impl("torch conv+pool fwd+bwd", torch_pool_step, t_sync)]
+            Impl("torch conv+pool fwd+bwd", torch_pool_step, t_sync),
+            *jax_impls(dev, (x_host, W_host, b_host, xpnet.to_numpy(dout)), stride, pad)]
+
+
+def jax_impls(dev: xpnet.Device, host: tuple[np.ndarray, ...], stride: int, pad: int) -> list[Impl]:
+    """The convolution's forward+backward on JAX beside ``dev``, eager and jitted; none
+    without JAX."""
+    where = jax_device_for(dev)
+    if where is None:
+        return []
+    import jax
+
+    x, W, b, dout = (where.send(a) for a in host)
+    conv = Convolution(W, b, stride, pad)
+
+    def eager() -> None:
+        conv.forward(x)
+        conv.backward(dout)
+
+    def forward_backward(x: Any, W: Any, b: Any, dout: Any) -> tuple:
+        layer = Convolution(W, b, stride, pad)  # made in the trace: no tracer outlives it
+        layer.forward(x)
+        return layer.backward(dout), layer.dW, layer.db
+
+    compiled = jax.jit(forward_backward)
+    last: list[Any] = []
+
+    def jitted() -> None:
+        last[:] = compiled(x, W, b, dout)
+
+    return [Impl("jax fwd+bwd", eager, jax_sync(lambda: conv.dW)),
+            Impl("jax jit fwd+bwd", jitted, jax_sync(lambda: last))]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,14 +184,17 @@ def main(argv: list[str] | None = None) -> None:
                      "ratio conv+pool fwd+bwd":
                          times["xpnet conv+pool fwd+bwd"] / times["torch conv+pool fwd+bwd"]})
 
+    with_jax = "jax fwd+bwd" in rows[0]["ms"]
     header = f"{'shape':34} {'fwd xpnet':>10} {'fwd torch':>10} {'ratio':>6} " \
-             f"{'f+b xpnet':>10} {'f+b torch':>10} {'ratio':>6} {'+pool ratio':>11}"
+             f"{'f+b xpnet':>10} {'f+b torch':>10} {'ratio':>6} {'+pool ratio':>11}" \
+             + (f" {'f+b jax':>10} {'f+b jit':>10}" if with_jax else "")
     print(header)
     for row in rows:
         t = row["ms"]
         print(f"{row['shape']:34} {t['xpnet forward']:10.2f} {t['torch forward']:10.2f} "
               f"{row['ratio forward']:6.2f} {t['xpnet fwd+bwd']:10.2f} {t['torch fwd+bwd']:10.2f} "
-              f"{row['ratio fwd+bwd']:6.2f} {row['ratio conv+pool fwd+bwd']:11.2f}")
+              f"{row['ratio fwd+bwd']:6.2f} {row['ratio conv+pool fwd+bwd']:11.2f}"
+              + (f" {t['jax fwd+bwd']:10.2f} {t['jax jit fwd+bwd']:10.2f}" if with_jax else ""))
     print("(ms per call, median of interleaved windows; ratio = xpnet / torch, below 1 is faster)")
     if args.json:
         with open(args.json, "w") as f:

@@ -10,6 +10,10 @@ training step (draw a batch, forward, backward, SGD update) of:
   including the first layer's ``dx``, its ``softmax`` and ``cross_entropy_error``);
 - ``torch``: PyTorch eager on the same device (two ``nn.Linear``, ReLU, ``F.cross_entropy``,
   ``torch.optim.SGD``), float32, when torch is installed;
+- ``jax f32`` / ``jax jit f32``: ``xpnet f32``'s code on JAX (``jax:cpu``, or JAX's GPU N for
+  GPU N) when JAX is installed: eager, one dispatched operation at a time, and with the
+  gradient and update compiled into one ``jax.jit`` program (``xpnet.compiled``, as
+  ``xpnet train --jit``; the batch is drawn and gathered eagerly, as there);
 - ``plain``: the same step written out by hand in plain NumPy (CuPy on a GPU), float32, with
   the fewest library calls and no framework: what eager, one-call-per-operation code costs,
   so ``xpnet f32 / plain`` is xpnet's own overhead;
@@ -18,6 +22,7 @@ training step (draw a batch, forward, backward, SGD update) of:
 
 The implementations are interleaved window by window (A B C D E, B C D E A, ...), so
 machine noise hits all alike; each number is the median ms per step over the windows.
+A second table times the SimpleConvNet step (batch 100, the book's network) the same ways.
 It then times one evaluation of train and test accuracy (70,000 samples), and with
 ``--book-run`` the book's whole run (10000 iterations on real MNIST, accuracy every epoch)
 both ways: the book's code and ``examples/train_mnist.py``. On a GPU, torch runs on the
@@ -81,8 +86,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from book_reference import (  # noqa: E402
     BookTwoLayerNet, book_one_hot, train_neuralnet, train_step)
 from harness import (  # noqa: E402
-    Impl, device_sync, environment, fmt, interleaved, load_average, no_sync, ratio, table,
-    torch_device_for, torch_full_fp32, torch_sync)
+    Impl, device_sync, environment, fmt, interleaved, jax_device_for, jax_sync, load_average,
+    no_sync, ratio, table, torch_device_for, torch_full_fp32, torch_sync)
 
 CONFIGS = [(100, 50), (100, 1000), (1000, 50), (1000, 1000)]  # (batch size, hidden size)
 INPUT, CLASSES, LR = 784, 10, 0.1
@@ -90,6 +95,8 @@ N_TRAIN, N_TEST = 60000, 10000
 EVAL_BATCH = 10000
 # (batch, hidden) -> (max xpnet f32 / torch f32, max xpnet f32 / GEMM bound) on the 2-core CPU
 TARGETS = {(100, 50): (0.6, 2.0), (1000, 1000): (0.95, 1.2)}
+JIT_TARGET = 0.5  # max jax jit f32 / jax f32, at every size
+CONVNET_BATCH, CONVNET_HIDDEN = 100, 100
 
 
 # --- the implementations: each is a step() and a sync() --------------------------------------
@@ -114,24 +121,44 @@ class Data:
         return self._sent[key]
 
 
-def xpnet_impl(dev: xpnet.Device, dtype: str, data: Data, batch: int, hidden: int) -> Impl:
+def xpnet_impl(dev: xpnet.Device, dtype: str, data: Data, batch: int, hidden: int, *,
+               jit: bool = False, convnet: bool = False, label: str = "xpnet") -> Impl:
+    """``TwoLayerNet`` (``SimpleConvNet`` with ``convnet``) trained by SGD on ``dev``; with
+    ``jit`` the gradient and update run as one compiled program (JAX only)."""
+    from xpnet.compiled import compile_step
     from xpnet.optim import SGD
 
     xp = dev.xp
     x, t, _, _ = data.on(dev, dtype)
     with dev:  # on CuPy, where the weights and the generator's state are allocated
-        net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
+        if convnet:
+            net = xpnet.SimpleConvNet(hidden_size=hidden, device=dev, dtype=dtype, seed=0)
+            x = xp.reshape(x, (-1, *net.input_shape))  # a view: no copy of the images
+        else:
+            net = xpnet.TwoLayerNet(INPUT, hidden, CLASSES, device=dev, dtype=dtype, seed=0)
         generator = xpnet.Generator(dev, seed=0)
     optimizer = SGD(lr=LR)
+    update = compile_step(net, optimizer) if jit else (
+        lambda x_batch, t_batch: optimizer.update(net.params, net.gradient(x_batch, t_batch)))
 
     def step() -> None:
         with dev:
             batch_mask = generator.integers(N_TRAIN, batch)
-            x_batch = xp.take(x, batch_mask, axis=0)
-            t_batch = xp.take(t, batch_mask, axis=0)
-            optimizer.update(net.params, net.gradient(x_batch, t_batch))
+            update(xp.take(x, batch_mask, axis=0), xp.take(t, batch_mask, axis=0))
 
-    return Impl(f"xpnet {dtype.replace('float', 'f')}", step, device_sync(dev), net.params)
+    sync = jax_sync(lambda: net.params) if dev.backend == "jax" else device_sync(dev)
+    name = f"{label}{' jit' if jit else ''} {dtype.replace('float', 'f')}"
+    return Impl(name, step, sync, net.params)
+
+
+def jax_impls(dev: xpnet.Device, data: Data, batch: int, hidden: int,
+              convnet: bool = False) -> list[Impl]:
+    """``jax f32`` and ``jax jit f32`` on JAX's device beside ``dev``; none without JAX."""
+    where = jax_device_for(dev)
+    if where is None:
+        return []
+    return [xpnet_impl(where, "float32", data, batch, hidden, jit=jit, convnet=convnet,
+                       label="jax") for jit in (False, True)]
 
 
 def book_impl(data: Data, batch: int, hidden: int) -> Impl:
@@ -270,6 +297,7 @@ def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_
                  book_impl(data, batch, hidden)]
         if torch_where is not None:
             impls.append(torch_impl(torch, torch_where, data, batch, hidden))
+        impls += jax_impls(dev, data, batch, hidden)
         plain = plain_impl(dev, data, batch, hidden)
         if plain is not None:
             impls.append(plain)
@@ -284,11 +312,27 @@ def bench_steps(dev: xpnet.Device, torch: Any, data: Data, windows: int, window_
                "xpnet_f32/torch": ratio(ms["xpnet f32"], ms.get("torch f32")),
                "xpnet_f32/plain": ratio(ms["xpnet f32"], ms.get("plain f32")),
                "plain_f32/bound": ratio(ms.get("plain f32"), bound),
-               "xpnet_f32/bound": ratio(ms["xpnet f32"], bound)}
+               "xpnet_f32/bound": ratio(ms["xpnet f32"], bound),
+               "jax_jit_f32/jax_f32": ratio(ms.get("jax jit f32"), ms.get("jax f32")),
+               "jax_jit_f32/xpnet_f32": ratio(ms.get("jax jit f32"), ms["xpnet f32"])}
         rows.append(row)
         say(f"  batch {batch:4d} hidden {hidden:4d}: " + ", ".join(
             f"{name} {fmt(value)} ms" for name, value in ms.items()))
     return rows
+
+
+def bench_convnet_step(dev: xpnet.Device, data: Data, windows: int, window_s: float,
+                       gap_s: float, say: Callable[[str], None]) -> dict[str, Any]:
+    """The SimpleConvNet training step: xpnet f32 on ``dev``, and on JAX eager and jitted."""
+    impls = [xpnet_impl(dev, "float32", data, CONVNET_BATCH, CONVNET_HIDDEN, convnet=True),
+             *jax_impls(dev, data, CONVNET_BATCH, CONVNET_HIDDEN, convnet=True)]
+    times = interleaved(impls, windows, gap_s, window_s=window_s)
+    ms = {name: t["ms"] for name, t in times.items()}
+    say(f"  SimpleConvNet, batch {CONVNET_BATCH}: " + ", ".join(
+        f"{name} {fmt(value)} ms" for name, value in ms.items()))
+    return {"batch": CONVNET_BATCH, "hidden": CONVNET_HIDDEN, "ms": ms, "detail": times,
+            "jax_jit_f32/jax_f32": ratio(ms.get("jax jit f32"), ms.get("jax f32")),
+            "jax_jit_f32/xpnet_f32": ratio(ms.get("jax jit f32"), ms["xpnet f32"])}
 
 
 def xpnet_eval_impl(dev: xpnet.Device, dtype: str, data: Data, hidden: int) -> Impl:
@@ -377,21 +421,29 @@ def bench_book_run(spec: str, repeats: int, say: Callable[[str], None]) -> dict[
 
 # --- report ----------------------------------------------------------------------------------
 
-def report(env: dict[str, Any], steps: list[dict], evals: list[dict], book_run: dict | None,
-           quick: bool, say: Callable[[str], None]) -> None:
+def report(env: dict[str, Any], steps: list[dict], convnet: dict, evals: list[dict],
+           book_run: dict | None, quick: bool, say: Callable[[str], None]) -> None:
     say("")
     say("Training step, ms per step (median over interleaved windows); ratios < 1: xpnet faster")
     names = list(steps[0]["ms"])
     header = ["batch", "hidden", *names, "bound GFLOP/s", "f32/book", "f64/book", "f32/torch",
-              "f32/plain", "plain/bound", "f32/bound"]
+              "f32/plain", "plain/bound", "f32/bound", "jit/jax", "jit/f32"]
     lines = [header]
     for row in steps:
         lines.append([str(row["batch"]), str(row["hidden"]), *(fmt(row["ms"][n]) for n in names),
                       f"{row['bound_gflops']:.0f}", fmt(row["xpnet_f32/book"]),
                       fmt(row["xpnet_f64/book"]), fmt(row["xpnet_f32/torch"]),
                       fmt(row["xpnet_f32/plain"]), fmt(row["plain_f32/bound"]),
-                      fmt(row["xpnet_f32/bound"])])
+                      fmt(row["xpnet_f32/bound"]), fmt(row["jax_jit_f32/jax_f32"]),
+                      fmt(row["jax_jit_f32/xpnet_f32"])])
     table(lines, say)
+    say("(jit/jax: jax jit f32 / jax f32; jit/f32: jax jit f32 / xpnet f32)")
+    say("")
+    say(f"SimpleConvNet training step, batch {convnet['batch']}, ms per step")
+    names = list(convnet["ms"])
+    table([[*names, "jit/jax", "jit/f32"],
+           [*(fmt(convnet["ms"][n]) for n in names), fmt(convnet["jax_jit_f32/jax_f32"]),
+            fmt(convnet["jax_jit_f32/xpnet_f32"])]], say)
     say("")
     say(f"Evaluation of train + test accuracy ({N_TRAIN + N_TEST} samples; xpnet and torch in "
         f"batches of {EVAL_BATCH}, the book all at once), ms")
@@ -415,6 +467,13 @@ def report(env: dict[str, Any], steps: list[dict], evals: list[dict], book_run: 
                 say(f"  batch {row['batch']}, hidden {row['hidden']}: {label} = {fmt(value)} "
                     f"(<= {limit}) {verdict}"
                     + (f" (hand-written NumPy: {fmt(plain)})" if plain is not None else ""))
+    for row in [*steps, convnet]:
+        value = row["jax_jit_f32/jax_f32"]
+        if value is not None:
+            verdict = "-" if quick else ("ok" if value <= JIT_TARGET else "MISSED")
+            where = (f"batch {row['batch']}, hidden {row['hidden']}" if row is not convnet
+                     else f"SimpleConvNet, batch {row['batch']}")
+            say(f"  {where}: jax jit f32 / jax f32 = {fmt(value)} (<= {JIT_TARGET}) {verdict}")
     if book_run:
         s = book_run["seconds"]
         verdict = "-" if quick else ("ok" if book_run["speedup"] >= 3 else "MISSED")
@@ -446,7 +505,7 @@ def main() -> None:
     say(f"xpnet training-step benchmark on {env['device']} "
         f"({'quick smoke run, numbers not meaningful' if args.quick else 'full run'})")
     for key in ("cpu", "cores", "gpu", "platform", "python", "numpy", "numpy_blas",
-                "numpy_blas_threads", "torch", "torch_threads", "cupy", "thread_env",
+                "numpy_blas_threads", "torch", "torch_threads", "jax", "cupy", "thread_env",
                 "load_average_at_start"):
         if key in env:
             say(f"  {key}: {env[key]}")
@@ -456,13 +515,15 @@ def main() -> None:
     data = Data()
     gap_s = args.gap_s
     steps = bench_steps(dev, torch, data, windows, window_s, gap_s, say)
+    convnet = bench_convnet_step(dev, data, windows, window_s, gap_s, say)
     evals = bench_eval(dev, torch, data, args.quick, gap_s, say)
     book_run = bench_book_run(args.device, 1 if args.quick else 3, say) if args.book_run else None
-    report(env, steps, evals, book_run, args.quick, say)
+    report(env, steps, convnet, evals, book_run, args.quick, say)
     say(f"Total {time.perf_counter() - started:.0f} s")
     if args.json:
         result = {"environment": env, "command": " ".join(sys.argv), "windows": windows,
-                  "window_s": window_s, "gap_s": gap_s, "steps": steps, "evaluation": evals,
+                  "window_s": window_s, "gap_s": gap_s, "steps": steps,
+                  "convnet_step": convnet, "evaluation": evals,
                   "book_run": book_run, "targets": {f"{b}x{h}": t for (b, h), t in TARGETS.items()}}
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         say(f"wrote {args.json}")

@@ -55,6 +55,26 @@ def device_sync(dev: xpnet.Device) -> Callable[[], None]:
     return no_sync
 
 
+def jax_sync(arrays: Callable[[], Any]) -> Callable[[], None]:
+    """What waits for JAX's work: it dispatches asynchronously and has no device-wide wait, so
+    block on the arrays a step produced last (``arrays()``; every earlier step feeds them)."""
+    import jax
+
+    return lambda: jax.block_until_ready(arrays())
+
+
+def jax_device_for(dev: xpnet.Device) -> xpnet.Device | None:
+    """The JAX device to compare with xpnet on ``dev``: JAX's GPU N for GPU N, its CPU for the
+    CPU backends; None where JAX is not installed or has no such GPU (or ``dev`` is JAX's)."""
+    if dev.backend == "jax":
+        return None
+    gpu = dev.backend == "cupy" or (dev.backend == "torch" and dev.array_device.type == "cuda")
+    try:
+        return xpnet.device(f"jax:cuda:{dev.index or 0}" if gpu else "jax:cpu")
+    except xpnet.DeviceError:
+        return None
+
+
 def torch_sync(torch: Any, where: Any) -> Callable[[], None]:
     """What waits for torch's work on device ``where``: ``torch.cuda.synchronize()`` without a
     device waits for the current device, GPU 0 unless something set another."""
@@ -194,6 +214,10 @@ def environment(dev: xpnet.Device, torch: Any) -> dict[str, Any]:
     if torch is not None:
         env["torch"] = torch.__version__
         env["torch_threads"] = torch.get_num_threads()
+    with contextlib.suppress(ImportError):
+        import jax
+
+        env["jax"] = f"{jax.__version__} ({', '.join(str(d) for d in jax.devices())})"
     if dev.backend == "cupy":
         import cupy
 

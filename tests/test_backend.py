@@ -26,6 +26,8 @@ from xpnet import backend as backend_module
     ("array_api_strict", "array_api_strict:CPU_DEVICE", "array_api_strict"),
     ("array_api_strict:device1", "array_api_strict:device1", "array_api_strict"),
     ("ARRAY_API_STRICT:Device1", "array_api_strict:device1", "array_api_strict"),
+    ("jax:cpu", "jax:cpu", "jax"),
+    ("JAX:CPU", "jax:cpu", "jax"),
 ])
 def test_spec_forms(spec, name, library):
     dev = xpnet.device(spec)
@@ -40,7 +42,8 @@ def test_device_passes_through_a_device():
     assert xpnet.device(dev) is dev
 
 
-@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "torch", "torch:tpu", "cpu:0", "", "cuda:-1"])
+@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "torch", "torch:tpu", "cpu:0", "", "cuda:-1",
+                                  "jax:tpu", "jax:cpu:0", "jax:cuda:x"])
 def test_unknown_spec_lists_the_valid_forms(spec):
     with pytest.raises(xpnet.DeviceError, match="valid forms: cpu, numpy, cuda, cuda:N"):
         xpnet.device(spec)
@@ -160,10 +163,55 @@ def test_generator_draws_on_the_device_reproducibly(spec):
     assert abs(normal.mean()) < 0.1 and abs(normal.std() - 1) < 0.1
 
 
-@pytest.mark.parametrize("spec", ["cpu", "torch:cpu", "torch:meta", "array_api_strict:device1"])
+@pytest.mark.parametrize("spec", ["cpu", "torch:cpu", "torch:meta", "array_api_strict:device1",
+                                  "jax:cpu"])
 def test_device_of_finds_where_an_array_lives(spec):
     dev = xpnet.device(spec)
     assert xpnet.device_of(dev.send(np.zeros(2))) == dev
+
+
+def test_jax_devices_name_what_they_chose_or_why_not(monkeypatch):
+    import jax
+
+    default = xpnet.device("jax")
+    assert default.backend == "jax" and default.array_device == jax.devices()[0]
+    assert default.name == ("jax:cpu" if default.array_device.platform == "cpu"
+                            else f"jax:cuda:{default.array_device.id}")
+    gpus = len(jax.devices("gpu")) if default.name != "jax:cpu" else 0
+    for spec in ("jax:cuda:99", "jax:gpu:99") if gpus else ("jax:cuda", "jax:gpu:1"):
+        with pytest.raises(xpnet.DeviceError, match=f"^cannot use {spec}: "):
+            xpnet.device(spec)
+    monkeypatch.setitem(sys.modules, "jax", None)  # as if JAX were not installed
+    with pytest.raises(xpnet.DeviceError, match=r"^cannot use jax:cpu: JAX is not installed; "
+                                                r"pip install 'xpnet\[jax\]'"):
+        xpnet.device("jax:cpu")
+
+
+def test_jax_sends_float64_as_float64_and_hands_back_writable_copies():
+    import jax
+
+    dev = xpnet.device("jax:cpu")
+    x = dev.send(torch.arange(3.0, dtype=torch.float64))
+    assert jax.config.jax_enable_x64 and x.dtype == np.float64  # x64 turned on, never float32
+    host = xpnet.to_numpy(x)
+    host[0] = 7.0  # a copy: JAX's own buffer is read-only
+    assert float(xpnet.to_numpy(x)[0]) == 0.0
+    assert xpnet.device("torch:cpu").send(x).dtype == torch.float64
+
+
+def test_jax_generator_splits_its_key_at_each_draw():
+    dev = xpnet.device("jax:cpu")
+    first, again = xpnet.Generator(dev, seed=5), xpnet.Generator(dev, seed=5)
+    u = first.random((3, 4), "float32")
+    assert array_device_of(u) == dev.array_device and u.dtype == np.float32
+    np.testing.assert_array_equal(xpnet.to_numpy(u), xpnet.to_numpy(again.random((3, 4), "float32")))
+    assert not np.array_equal(xpnet.to_numpy(first.random((3, 4), "float32")), xpnet.to_numpy(u))
+    idx = xpnet.to_numpy(first.integers(10, 1000))
+    assert idx.min() >= 0 and idx.max() < 10 and len(set(idx)) == 10
+    assert sorted(xpnet.to_numpy(first.permutation(50))) == list(range(50))
+    # seeds wider than 32 bits still give distinct streams (jax.random.key would drop the top)
+    low, wide = (xpnet.to_numpy(xpnet.Generator(dev, seed=s).random((4,))) for s in (0, 2**40))
+    assert not np.array_equal(low, wide)
 
 
 def test_device_of_refuses_a_non_array():

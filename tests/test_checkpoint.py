@@ -59,6 +59,22 @@ def test_round_trip_cpu_torch_cpu(tmp_path):
     assert np.array_equal(cpu_net.predict(x), net.predict(x))
 
 
+def test_round_trip_cpu_jax_cpu(tmp_path):
+    net, opt = trained("cpu")
+    jax_net, jax_opt, _ = load_checkpoint(save_checkpoint(tmp_path / "a.npz", net, opt, epoch=1,
+                                                          iteration=2, seed=0), device="jax:cpu")
+    assert jax_net.device == xpnet.device("jax:cpu")
+    assert all(xpnet.backend._library_of(v) == "jax" and v.dtype == np.float32
+               for v in [*jax_net.params.values(), *jax_opt.state["m"].values()])
+    assert_same(net, opt, jax_net, jax_opt)
+    x, t = (jax_net.device.send(a) for a in (np.ones((4, 6), np.float32), np.arange(4) % 3))
+    jax_opt.update(jax_net.params, jax_net.gradient(x, t))  # JAX rebinds params and state
+    path = save_checkpoint(tmp_path / "b.npz", jax_net, jax_opt, epoch=1, iteration=3, seed=0)
+    cpu_net, cpu_opt, meta = load_checkpoint(path)
+    assert meta["saved_from"] == "jax:cpu" and cpu_opt.step_count == 3
+    assert_same(jax_net, jax_opt, cpu_net, cpu_opt)
+
+
 def test_loading_in_another_dtype(tmp_path):
     net, opt = trained(optimizer="momentum")
     path = save_checkpoint(tmp_path / "c.npz", net, opt, epoch=1, iteration=2, seed=0)

@@ -95,6 +95,34 @@ def test_resume_continues_exactly_and_appends_to_the_log(capsys, tmp_path):
     assert iterations == [20, 25, 30]
 
 
+def test_jax_trains_like_numpy_eagerly_and_compiled(capsys, tmp_path):
+    """The batch order is JAX's own (its random streams), so the runs differ, but not in class."""
+    accuracy = {}
+    for name, argv in (("numpy", QUICK), ("jax", ["--device", "jax:cpu", *QUICK[2:]]),
+                       ("jit", ["--device", "jax:cpu", *QUICK[2:], "--jit"])):
+        code, out, err = run(capsys, "train", *argv, "--save", str(tmp_path / f"{name}.npz"))
+        assert code == 0, err
+        accuracy[name] = float(out[-1].split()[3])
+    assert out[0] == "xpnet: training on jax:cpu (jax), float32, each step compiled (--jit)"
+    assert all(abs(accuracy[name] - accuracy["numpy"]) < 0.1 for name in ("jax", "jit")), accuracy
+    code, out, err = run(capsys, "evaluate", "--checkpoint", str(tmp_path / "jit.npz"),
+                         "--device", "cpu")
+    assert code == 0 and out[1].startswith(f"test acc {accuracy['jit']:.4f} "), err
+
+
+def test_jit_resumes_exactly(capsys, tmp_path, small_mnist):
+    common = ["--device", "jax:cpu", "--jit", "--data-dir", str(small_mnist), "--batch-size", "50",
+              "--model", "mlp-bn", "--hidden", "30", "--quiet"]
+    straight, half, resumed = (tmp_path / n for n in ("a.npz", "b.npz", "c.npz"))
+    assert main(["train", *common, "--epochs", "2", "--save", str(straight)]) == 0
+    assert main(["train", *common, "--epochs", "1", "--save", str(half)]) == 0
+    assert main(["train", *common, "--resume", str(half), "--epochs", "2",
+                 "--save", str(resumed)]) == 0
+    capsys.readouterr()
+    for key, value in params_of(straight).items():
+        assert np.array_equal(params_of(resumed)[key], value), key
+
+
 def test_device_auto_names_what_it_chose(capsys, caplog):
     code, out, err = run(capsys, "train", *QUICK[2:], "--device", "auto", "--quiet")
     assert code == 0
@@ -125,6 +153,8 @@ def cuda_spec() -> str:
     (["--device", "tpu"], "unknown device 'tpu'; valid forms: cpu, numpy, cuda"),
     (["--device", "torch:cuda:7"], "cannot use torch:cuda:7"),
     (["--device", "torch:meta"], "torch:meta holds shapes but no values"),
+    (["--device", "jax:cuda:99"], "cannot use jax:cuda:99"),
+    (["--jit"], "--jit compiles the training step with JAX, but cpu (numpy) runs eagerly"),
     (["--optimizer", "adamw"], "unknown optimizer 'adamw'; choose one of sgd, momentum, nesterov"),
     (["--model", "resnet"], "unknown model 'resnet'; choose one of mlp, mlp-bn, convnet"),
     (["--activation", "tanh"], "unknown activation 'tanh'; choose relu or sigmoid"),

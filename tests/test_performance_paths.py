@@ -97,8 +97,10 @@ def test_in_place_sgd_equals_the_functional_update(backend, dtype):
 
     for key in in_place.params:
         np.testing.assert_array_equal(_host(in_place.params[key]), _host(functional.params[key]))
-        # the mutable backends update the very arrays the layers hold
-        assert id(in_place.params[key]) == original_arrays[key]
+        # the mutable backends update the very arrays the layers hold; JAX's arrays are
+        # immutable, so there the dict entry is rebound (and the layers re-read params)
+        if backend.backend != "jax":
+            assert id(in_place.params[key]) == original_arrays[key]
     np.testing.assert_array_equal(_host(in_place.predict(x)), _host(functional.predict(x)))
 
 

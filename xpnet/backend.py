@@ -404,7 +404,7 @@ def _first_line(exc: BaseException) -> str:
 _SPEC = re.compile(
     r"^(?:(?P<cpu>cpu|numpy)|(?P<auto>auto)|(?P<cupy>cuda|cupy)(?::(?P<cupy_index>\d+))?"
     r"|torch:(?P<torch>cpu|meta|cuda(?::(?P<torch_index>\d+))?)"
-    r"|(?P<jax>jax)(?::(?P<jax_platform>cpu|cuda|gpu)(?::(?P<jax_index>\d+))?)?"
+    r"|(?P<jax>jax)(?::(?P<jax_platform>cpu|(?:cuda|gpu)(?::(?P<jax_index>\d+))?))?"
     r"|(?P<strict>array_api_strict)(?::(?P<strict_device>\w+))?)$"
 )
 
@@ -488,10 +488,9 @@ def _strict_device(name: str) -> Device:
 
 
 def _jax_device(platform: str | None, index: str | None) -> Device:
-    """``jax`` (JAX's default device), ``jax:cpu``, or ``jax:cuda:N`` (``gpu`` is an alias)."""
-    asked = "jax" if platform is None else f"jax:{platform}" + (f":{index}" if index else "")
-    if platform == "cpu" and index:
-        raise DeviceError(f"unknown device {asked!r}; JAX's CPU is jax:cpu")
+    """``jax`` (JAX's default device), ``jax:cpu``, or ``jax:cuda[:N]`` (``gpu`` is an alias);
+    ``platform`` is the spec after ``jax:`` (``cuda:1``), ``index`` its number."""
+    asked = "jax" if platform is None else f"jax:{platform}"
     try:
         import jax
     except ImportError:
@@ -505,8 +504,8 @@ def _jax_device(platform: str | None, index: str | None) -> Device:
         except RuntimeError:
             raise DeviceError(f"cannot use {asked}: this JAX has no GPU backend (it sees "
                               f"{', '.join(sorted({d.platform for d in jax.devices()}))}); "
-                              "pip install 'jax[cuda12]' on a machine with an NVIDIA GPU, or "
-                              "use jax:cpu") from None
+                              "pip install 'xpnet[jax-cuda12]' (jax[cuda12]) on a machine with "
+                              "an NVIDIA GPU, or use jax:cpu") from None
         position = int(index or 0)
         if position >= len(devices):
             raise DeviceError(f"cannot use {asked}: JAX sees {len(devices)} GPU(s), numbered 0 "

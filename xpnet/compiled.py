@@ -93,7 +93,12 @@ class CompiledStep:
         config = tuple(sorted(optimizer.config.items()))
         program = self._compiled.get(config)
         if program is None:
-            program = self._compiled[config] = COMPILERS[self.device.backend](self._step, (0,))
+            def step(state: tuple, scalars: dict[str, Any], x: Array, t: Array) -> tuple:
+                return self._step(state, scalars, x, t)
+
+            # a new function each time: jax.jit's cache would reuse a trace of self._step,
+            # with the old hyper-parameters in it
+            program = self._compiled[config] = COMPILERS[self.device.backend](step, (0,))
         scalars = optimizer.step_scalars(optimizer.step_count + 1)
         params, slots, buffers, keys, loss = program(state, scalars, x, t)
         optimizer.step_count += 1
@@ -118,7 +123,7 @@ class CompiledStep:
         params, slots, buffers, keys = state
         layers = list(network.layers.values())
         generators = _generators(layers)
-        with _restored([*layers, self._last_layer, optimizer, *generators],
+        with _restored([network, *layers, self._last_layer, optimizer, *generators],
                        network.params, optimizer.state):
             network.params.update(params)
             for slot, values in slots.items():

@@ -142,6 +142,10 @@ class Trainer:
                     raise ConfigError("--jit compiles a one-process step; leave it out to "
                                       f"train on {self.comm.size} processes")
                 self._compiled = compile_step(network, optimizer)
+            if self.comm.size > 1 and self.device.backend == "jax":
+                raise ConfigError("data-parallel training does not take JAX arrays yet (it packs "
+                                  "gradients into a reused buffer; JAX's arrays are immutable); "
+                                  "train JAX on one process, or use cpu, cuda or torch")
             self._take_data(train, test, batch_size, eval_batch_size)
         except XPNetError as exc:
             failure = exc
