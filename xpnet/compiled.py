@@ -86,10 +86,7 @@ class CompiledStep:
                 layer.rng = Generator(self.device)
         optimizer.init_state(network.params)
         generators = _generators(layers)
-        state = (dict(network.params),
-                 {slot: dict(values) for slot, values in optimizer.state.items()},
-                 [[getattr(layer, name) for name in layer.state_names] for layer in layers],
-                 [generator.key for generator in generators])
+        state = _state(network, optimizer, layers, generators)
         config = tuple(sorted(optimizer.config.items()))
         program = self._compiled.get(config)
         if program is None:
@@ -102,14 +99,7 @@ class CompiledStep:
         scalars = optimizer.step_scalars(optimizer.step_count + 1)
         params, slots, buffers, keys, loss = program(state, scalars, x, t)
         optimizer.step_count += 1
-        network.params.update(params)
-        for slot, values in slots.items():
-            optimizer.state[slot].update(values)
-        for layer, values in zip(layers, buffers):
-            for name, value in zip(layer.state_names, values):
-                setattr(layer, name, value)
-        for generator, key in zip(generators, keys):
-            generator.key = key
+        _bind(network, optimizer, layers, generators, (params, slots, buffers, keys))
         if hasattr(network, "_load_params"):  # the layers held the donated parameters
             network._load_params()
         self._last_layer.loss = loss
@@ -120,25 +110,36 @@ class CompiledStep:
         puts every attribute back before returning the new state."""
         self.compilations += 1
         network, optimizer = self.network, self.optimizer
-        params, slots, buffers, keys = state
         layers = list(network.layers.values())
         generators = _generators(layers)
         with _restored([network, *layers, self._last_layer, optimizer, *generators],
                        network.params, optimizer.state):
-            network.params.update(params)
-            for slot, values in slots.items():
-                optimizer.state[slot].update(values)
-            for layer, values in zip(layers, buffers):
-                for name, value in zip(layer.state_names, values):
-                    setattr(layer, name, value)
-            for generator, key in zip(generators, keys):
-                generator.key = key
+            _bind(network, optimizer, layers, generators, state)
             optimizer.apply(network.params, network.gradient(x, t), scalars)
-            return (dict(network.params),
-                    {slot: dict(values) for slot, values in optimizer.state.items()},
-                    [[getattr(layer, name) for name in layer.state_names] for layer in layers],
-                    [generator.key for generator in generators],
-                    self._last_layer.loss)
+            return (*_state(network, optimizer, layers, generators), self._last_layer.loss)
+
+
+def _state(network: Any, optimizer: Optimizer, layers: list[Any],
+           generators: list[Generator]) -> tuple:
+    """What a step changes: ``(params, optimizer slots, layers' state, generators' keys)``."""
+    return (dict(network.params),
+            {slot: dict(values) for slot, values in optimizer.state.items()},
+            [[getattr(layer, name) for name in layer.state_names] for layer in layers],
+            [generator.key for generator in generators])
+
+
+def _bind(network: Any, optimizer: Optimizer, layers: list[Any], generators: list[Generator],
+          state: tuple) -> None:
+    """Put :func:`_state`'s ``(params, slots, buffers, keys)`` where the eager code reads them."""
+    params, slots, buffers, keys = state
+    network.params.update(params)
+    for slot, values in slots.items():
+        optimizer.state[slot].update(values)
+    for layer, values in zip(layers, buffers):
+        for name, value in zip(layer.state_names, values):
+            setattr(layer, name, value)
+    for generator, key in zip(generators, keys):
+        generator.key = key
 
 
 def compile_step(network: Any, optimizer: Optimizer) -> CompiledStep:
