@@ -41,6 +41,13 @@ SHAPES = [
     ("SimpleConvNet conv1, batch 100", 100, 1, 28, 28, 30, 5, 1, 0),
     ("3x3 pad 1, 16->32 channels", 64, 16, 14, 14, 32, 3, 1, 1),
     ("5x5 stride 2 pad 2, 3->16", 64, 3, 32, 32, 16, 5, 2, 2),
+    # DeepConvNet's six convolutions at batch 100 (the book's ch. 8 network)
+    ("DeepConvNet conv1, 1->16", 100, 1, 28, 28, 16, 3, 1, 1),
+    ("DeepConvNet conv2, 16->16", 100, 16, 28, 28, 16, 3, 1, 1),
+    ("DeepConvNet conv3, 16->32", 100, 16, 14, 14, 32, 3, 1, 1),
+    ("DeepConvNet conv4, 32->32 pad 2", 100, 32, 14, 14, 32, 3, 1, 2),
+    ("DeepConvNet conv5, 32->64", 100, 32, 8, 8, 64, 3, 1, 1),
+    ("DeepConvNet conv6, 64->64", 100, 64, 8, 8, 64, 3, 1, 1),
 ]
 
 
