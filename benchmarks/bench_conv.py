@@ -11,6 +11,15 @@ implementations, so machine noise hits both alike; each window follows 0.2 s of 
 as xpnet with TF32 off (CuPy computes in FP32), and every clock is read after that GPU has
 finished.
 
+The ``gemm`` column times, alone, the three matrix products the layer's forward+backward
+reduces to (``W @ cols``, ``dout @ cols.T``, ``W.T @ dout``, on random arrays of the same
+shapes): the bound of any convolution built on im2col with this library's matrix product.
+Its ratio to torch's fwd+bwd says what that bound allows.
+
+A second table times the whole training step (gather a batch of 100, forward, backward,
+Adam) of the book's SimpleConvNet and DeepConvNet against the same networks in PyTorch
+(``torch.nn`` layers, ``torch.optim.Adam``, dropout as the network has it).
+
 Where JAX is installed, the same layer's forward+backward also runs on JAX (``jax:cpu``, or
 JAX's GPU N beside GPU N): eagerly, and as one ``jax.jit`` program that builds the layer
 inside the traced function (columns ``f+b jax`` and ``f+b jit``).
@@ -123,13 +132,31 @@ def shape_impls(dev: xpnet.Device, torch: Any, where: Any, rng: np.random.Genera
         torch.autograd.backward(out, tdpool)
 
     xp_sync, t_sync = device_sync(dev), torch_sync(torch, where)
-    return [Impl("xpnet forward", xp_forward, xp_sync),
+    return [gemm_impl(dev, rng, filters, c * size * size,
+                      out_shape[0] * out_shape[2] * out_shape[3]),
+            Impl("xpnet forward", xp_forward, xp_sync),
             Impl("torch forward", torch_forward, t_sync),
             Impl("xpnet fwd+bwd", xp_step, xp_sync),
             Impl("torch fwd+bwd", torch_step, t_sync),
             Impl("xpnet conv+pool fwd+bwd", xp_pool_step, xp_sync),
             Impl("torch conv+pool fwd+bwd", torch_pool_step, t_sync),
             *jax_impls(dev, (x_host, W_host, b_host, xpnet.to_numpy(dout)), stride, pad)]
+
+
+def gemm_impl(dev: xpnet.Device, rng: np.random.Generator, filters: int, window: int,
+              positions: int) -> Impl:
+    """The im2col bound: the layer's three matrix products alone, with ``dev``'s library."""
+    W, cols, dout = (dev.send(rng.standard_normal(shape).astype(np.float32))
+                     for shape in ((filters, window), (window, positions), (filters, positions)))
+    xp = dev.xp
+
+    def products() -> None:
+        with dev:
+            W @ cols
+            dout @ xp.matrix_transpose(cols)
+            xp.matrix_transpose(W) @ dout
+
+    return Impl("gemm fwd+bwd", products, device_sync(dev))
 
 
 def jax_impls(dev: xpnet.Device, host: tuple[np.ndarray, ...], stride: int, pad: int) -> list[Impl]:
@@ -162,6 +189,80 @@ def jax_impls(dev: xpnet.Device, host: tuple[np.ndarray, ...], stride: int, pad:
             Impl("jax jit fwd+bwd", jitted, jax_sync(lambda: last))]
 
 
+STEP_BATCH = 100
+STEP_IMAGES = 10_000  # synthetic MNIST-shaped images the batches are drawn from
+NETWORK_NAMES = ("SimpleConvNet", "DeepConvNet")
+
+
+def xpnet_network_impl(dev: xpnet.Device, name: str, images: np.ndarray,
+                       labels: np.ndarray) -> Impl:
+    """One training step of xpnet's network ``name``: gather, gradient, Adam."""
+    xp = dev.xp
+    x, t = dev.send(images), dev.send(labels, "int64")
+    with dev:
+        net = getattr(xpnet, name)(device=dev, dtype="float32", seed=0)
+        generator = xpnet.Generator(dev, seed=0)
+    optimizer = xpnet.Adam(lr=0.001)
+
+    def step() -> None:
+        with dev:
+            batch = generator.integers(STEP_IMAGES, STEP_BATCH)
+            x_batch, t_batch = xp.take(x, batch, axis=0), xp.take(t, batch, axis=0)
+            optimizer.update(net.params, net.gradient(x_batch, t_batch))
+
+    return Impl(f"xpnet {name}", step, device_sync(dev))
+
+
+def torch_network(torch: Any, name: str) -> Any:
+    """The book's network ``name`` in ``torch.nn`` layers, the same shapes as xpnet's."""
+    nn = torch.nn
+    if name == "SimpleConvNet":  # conv(30, 5x5) relu pool(2) affine(100) relu affine(10)
+        return nn.Sequential(nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(30 * 12 * 12, 100), nn.ReLU(), nn.Linear(100, 10))
+    layers, channels = [], 1
+    for filters, pad, pooled in ((16, 1, False), (16, 1, True), (32, 1, False), (32, 2, True),
+                                 (64, 1, False), (64, 1, True)):
+        layers += [nn.Conv2d(channels, filters, 3, padding=pad), nn.ReLU()]
+        layers += [nn.MaxPool2d(2)] if pooled else []
+        channels = filters
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 4 * 4, 50), nn.ReLU(),
+                         nn.Dropout(0.5), nn.Linear(50, 10), nn.Dropout(0.5))
+
+
+def torch_network_impl(torch: Any, where: Any, name: str, images: np.ndarray,
+                       labels: np.ndarray) -> Impl:
+    x = torch.as_tensor(images, device=where)
+    t = torch.as_tensor(labels, device=where)
+    torch.manual_seed(0)
+    model = torch_network(torch, name).to(where).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    generator = torch.Generator(device=where).manual_seed(0)
+
+    def step() -> None:
+        batch = torch.randint(STEP_IMAGES, (STEP_BATCH,), device=where, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x[batch]), t[batch]).backward()
+        optimizer.step()
+
+    return Impl(f"torch {name}", step, torch_sync(torch, where))
+
+
+def bench_networks(dev: xpnet.Device, torch: Any, where: Any, windows: int, repeats: int,
+                   gap_s: float) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(1)
+    images = rng.random((STEP_IMAGES, 1, 28, 28), dtype=np.float32)
+    labels = rng.integers(0, 10, STEP_IMAGES)
+    rows = []
+    for name in NETWORK_NAMES:
+        impls = [xpnet_network_impl(dev, name, images, labels),
+                 torch_network_impl(torch, where, name, images, labels)]
+        times = {impl: t["ms"] for impl, t in
+                 interleaved(impls, windows, gap_s, iterations=repeats).items()}
+        rows.append({"network": name, "batch": STEP_BATCH, "ms": times,
+                     "ratio": times[f"xpnet {name}"] / times[f"torch {name}"]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     windows = args.windows or (1 if args.quick else 7)
@@ -187,26 +288,38 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"shape": name, "input": [n, c, h, w], "filters": [filters, c, size, size],
                      "stride": stride, "pad": pad, "ms": times,
                      "ratio forward": times["xpnet forward"] / times["torch forward"],
+                     "ratio gemm / torch fwd+bwd": times["gemm fwd+bwd"] / times["torch fwd+bwd"],
                      "ratio fwd+bwd": times["xpnet fwd+bwd"] / times["torch fwd+bwd"],
                      "ratio conv+pool fwd+bwd":
                          times["xpnet conv+pool fwd+bwd"] / times["torch conv+pool fwd+bwd"]})
 
     with_jax = "jax fwd+bwd" in rows[0]["ms"]
     header = f"{'shape':34} {'fwd xpnet':>10} {'fwd torch':>10} {'ratio':>6} " \
-             f"{'f+b xpnet':>10} {'f+b torch':>10} {'ratio':>6} {'+pool ratio':>11}" \
+             f"{'f+b xpnet':>10} {'f+b torch':>10} {'ratio':>6} {'gemm':>7} {'ratio':>6} " \
+             f"{'+pool ratio':>11}" \
              + (f" {'f+b jax':>10} {'f+b jit':>10}" if with_jax else "")
     print(header)
     for row in rows:
         t = row["ms"]
         print(f"{row['shape']:34} {t['xpnet forward']:10.2f} {t['torch forward']:10.2f} "
               f"{row['ratio forward']:6.2f} {t['xpnet fwd+bwd']:10.2f} {t['torch fwd+bwd']:10.2f} "
-              f"{row['ratio fwd+bwd']:6.2f} {row['ratio conv+pool fwd+bwd']:11.2f}"
+              f"{row['ratio fwd+bwd']:6.2f} {t['gemm fwd+bwd']:7.2f} "
+              f"{row['ratio gemm / torch fwd+bwd']:6.2f} {row['ratio conv+pool fwd+bwd']:11.2f}"
               + (f" {t['jax fwd+bwd']:10.2f} {t['jax jit fwd+bwd']:10.2f}" if with_jax else ""))
-    print("(ms per call, median of interleaved windows; ratio = xpnet / torch, below 1 is faster)")
+    print("(ms per call, median of interleaved windows; ratio = xpnet / torch, below 1 is faster;"
+          " gemm ratio = gemm / torch f+b)")
+
+    networks = bench_networks(dev, torch, where, windows, repeats, args.gap_s)
+    print(f"\ntraining step, batch {STEP_BATCH}, Adam: {'network':14} {'xpnet':>8} {'torch':>8} "
+          f"{'ratio':>6}")
+    for row in networks:
+        t = row["ms"]
+        print(f"{'':34}{row['network']:14} {t['xpnet ' + row['network']]:8.2f} "
+              f"{t['torch ' + row['network']]:8.2f} {row['ratio']:6.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": dev.name, "torch_threads": torch.get_num_threads(),
-                       "environment": env, "rows": rows}, f, indent=2)
+                       "environment": env, "rows": rows, "networks": networks}, f, indent=2)
 
 
 if __name__ == "__main__":

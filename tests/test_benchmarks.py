@@ -189,10 +189,12 @@ def test_conv_sets_torchs_precision_before_it_times(conv, harness, monkeypatch, 
     monkeypatch.setattr(conv, "interleaved", interleaved)
     out = tmp_path / "conv.json"
     conv.main(["--quick", "--gap-s", "0", "--json", str(out)])
-    assert order == ["fp32 cpu", *["timing"] * len(conv.SHAPES)]
-    rows = json.loads(out.read_text())["rows"]
-    assert [row["shape"] for row in rows] == [shape[0] for shape in conv.SHAPES]
-    assert all(ms > 0 for row in rows for ms in row["ms"].values())
+    assert order == ["fp32 cpu", *["timing"] * (len(conv.SHAPES) + len(conv.NETWORK_NAMES))]
+    result = json.loads(out.read_text())
+    assert [row["shape"] for row in result["rows"]] == [shape[0] for shape in conv.SHAPES]
+    assert [row["network"] for row in result["networks"]] == list(conv.NETWORK_NAMES)
+    for row in (*result["rows"], *result["networks"]):
+        assert row["ms"] and all(ms > 0 for ms in row["ms"].values())
 
 
 @pytest.mark.cupy_semantics

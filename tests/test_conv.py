@@ -15,9 +15,13 @@ import xpnet
 from xpnet.conv import Convolution, Pooling, col2im, im2col
 
 # (filter_h, filter_w, stride, pad): overlapping (stride < filter) and disjoint windows
-GEOMETRIES = [(3, 3, 1, 0), (3, 2, 2, 1), (2, 2, 2, 0), (1, 1, 1, 2), (2, 3, 1, 2), (3, 3, 3, 1)]
+# stride 1, square windows, pad < window and filters <= channels take backward's correlation path
+GEOMETRIES = [(3, 3, 1, 0), (3, 2, 2, 1), (2, 2, 2, 0), (1, 1, 1, 2), (2, 3, 1, 2), (3, 3, 3, 1),
+              (3, 3, 1, 1), (3, 3, 1, 2), (5, 5, 1, 2)]
 # pooling needs pad < window, so that no window holds only padding
-POOL_GEOMETRIES = [(3, 3, 1, 0), (3, 2, 2, 1), (2, 2, 2, 0), (3, 3, 1, 2), (3, 3, 3, 1)]
+# stride = window (tiling windows) has its own backward: (2, 2, 2, 0), (3, 3, 3, 1), (2, 2, 2, 1)
+POOL_GEOMETRIES = [(3, 3, 1, 0), (3, 2, 2, 1), (2, 2, 2, 0), (3, 3, 1, 2), (3, 3, 3, 1),
+                   (2, 2, 2, 1)]
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 
 
@@ -77,10 +81,12 @@ def _assert_close(actual, expected, dtype, like):
                                atol=TOLERANCE[dtype] * np.max(np.abs(expected)))
 
 
+@pytest.mark.parametrize("filters", [4, 2])
 @pytest.mark.parametrize("fh, fw, stride, pad", GEOMETRIES)
-def test_convolution_matches_the_loop_reference(backend, dtype, fh, fw, stride, pad):
+def test_convolution_matches_the_loop_reference(backend, dtype, fh, fw, stride, pad, filters):
     rng = np.random.default_rng(1)
-    x, W, b = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, fh, fw)), rng.standard_normal(4)
+    x, W = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((filters, 3, fh, fw))
+    b = rng.standard_normal(filters)
     layer = Convolution(backend.send(W, dtype), backend.send(b, dtype), stride=stride, pad=pad)
     xd = backend.send(x, dtype)
     out = layer.forward(xd)
@@ -152,6 +158,30 @@ def test_col2im_of_im2col_counts_each_pixels_windows(backend, dtype, fh, fw, str
     if stride < max(fh, fw):  # overlapping windows: some pixel must be counted more than once
         assert count.max() > 1
     _assert_close(back, x * count, dtype, xd)
+
+
+@pytest.mark.parametrize("filters", [2, 4])  # backward by correlation, and by summed columns
+def test_convolution_reuses_last_steps_buffers_and_keeps_no_stale_values(backend, filters):
+    """Each step writes its windows into the previous step's arrays where the backend allows;
+    every step (other batch sizes in between) must still match the loop reference."""
+    rng = np.random.default_rng(6)
+    W, b = rng.standard_normal((filters, 3, 3, 3)), rng.standard_normal(filters)
+    layer = Convolution(backend.send(W, "float64"), backend.send(b, "float64"), pad=1)
+    previous_cols, previous_batch = None, None
+    for batch in (2, 2, 3, 2):
+        x = rng.standard_normal((batch, 3, 5, 4))
+        xd = backend.send(x, "float64")
+        out = layer.forward(xd)
+        cols = layer.cols
+        if backend.xp_library is np and batch == previous_batch:
+            assert np.shares_memory(cols, previous_cols)  # the same buffer, refilled
+        dout = rng.standard_normal(tuple(out.shape))
+        dx = layer.backward(backend.send(dout, "float64"))
+        ref_out, ref_dx, ref_dW, _ = conv_reference(x, W, b, 1, 1, dout)
+        _assert_close(out, ref_out, "float64", xd)
+        _assert_close(dx, ref_dx, "float64", xd)
+        _assert_close(layer.dW, ref_dW, "float64", xd)
+        previous_cols, previous_batch = cols, batch
 
 
 def test_first_layer_convolution_skips_the_input_gradient():
