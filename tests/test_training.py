@@ -207,3 +207,21 @@ def test_a_network_without_a_loss_layer_is_refused():
     del net.lastLayer
     with pytest.raises(xpnet.ConfigError, match="TwoLayerNet has no lastLayer"):
         Trainer(net, make_optimizer("sgd"), blobs(20), blobs(20), batch_size=5)
+
+
+def test_accuracy_is_scored_in_the_networks_eval_batch_unless_told(monkeypatch):
+    images = (np.random.default_rng(0).random((30, 1, 8, 8)), np.zeros(30, dtype=np.int64))
+    conv = xpnet.SimpleConvNet((1, 8, 8), {"filter_num": 2, "filter_size": 3, "pad": 0,
+                                           "stride": 1}, hidden_size=4, device="cpu", seed=0)
+    mlp = xpnet.TwoLayerNet(64, 4, 10, device="cpu", seed=0)
+    seen = []
+    for net in (conv, mlp):
+        monkeypatch.setattr(net, "count_correct",
+                            lambda x, t, rows, net=net: seen.append(rows) or net.device.xp.asarray(0))
+    for net, given, rows in ((conv, None, 30), (mlp, None, 30), (conv, 7, 7)):
+        trainer = Trainer(net, make_optimizer("sgd", lr=0.1), images, images, batch_size=10,
+                          eval_batch_size=given)
+        assert trainer.eval_batch_size == (given or net.eval_batch_size)
+        trainer.accuracy(trainer.x_test, trainer.t_test)
+        assert seen.pop() == rows  # at most the rows there are
+    assert (conv.eval_batch_size, mlp.eval_batch_size) == (100, 2000)

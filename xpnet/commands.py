@@ -324,12 +324,14 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
 
 
 def evaluate_checkpoint(path: str, *, device: str | Device = "cpu", data_dir: str | None = None,
-                        eval_batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int, int]:
-    """``(accuracy, correct, total)`` of the network saved in ``path`` on the MNIST test set."""
+                        eval_batch_size: int | None = None) -> tuple[float, int, int]:
+    """``(accuracy, correct, total)`` of the network saved in ``path`` on the MNIST test set,
+    scored ``eval_batch_size`` rows at a time (default: the network's own choice)."""
     from .datasets import load_mnist
 
     network, _, _ = load_checkpoint(path, device=training_device(device))
     _, test = load_mnist(dtype=network.dtype, data_dir=data_dir)
     x, t = send_dataset(network, *test)
-    correct = int(to_numpy(network.count_correct(x, t, min(eval_batch_size, x.shape[0]))))
+    rows = eval_batch_size or getattr(network, "eval_batch_size", EVAL_BATCH_SIZE)
+    correct = int(to_numpy(network.count_correct(x, t, min(rows, x.shape[0]))))
     return correct / x.shape[0], correct, x.shape[0]

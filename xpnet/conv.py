@@ -156,8 +156,8 @@ class Convolution(Layer):
     With stride 1 and no more filters than channels, backward computes ``dx`` as a convolution
     of ``dout`` (:meth:`_input_gradient_by_correlation`); otherwise it sums ``W.T @ dout``'s
     rows back onto the image. Where the backend writes in place (not JAX), the layer keeps
-    the last step's windows and writes the next step's into them: memory the size of the
-    columns held between steps, for no fresh allocation of that size each step.
+    its last windows and writes the next call's into them (when the shapes match): memory the
+    size of the columns held between steps, for no fresh allocation of that size each step.
     """
 
     param_names: tuple[str, ...] = ("W", "b")
@@ -175,8 +175,10 @@ class Convolution(Layer):
         self.input_grad = input_grad
         self.x_shape: tuple[int, ...] | None = None
         self.cols = None  # (FH*FW*C, N*out_h*out_w)
-        self._spare_cols = None  # the last step's cols, refilled by the next forward
-        self._spare_dout_cols = None  # the same for backward's windows of dout
+        # the last cols and backward's windows of dout, kept past gradient()'s release of
+        # saved arrays for the next step to write into
+        self._spare_cols = None
+        self._spare_dout_cols = None
         self.W_mat = None  # W as (FN, FH*FW*C)
         self.dW = None
         self.db = None
@@ -193,8 +195,8 @@ class Convolution(Layer):
         out_h, out_w = windows[0].shape[2], windows[0].shape[3]
         self.x_shape = tuple(x.shape)
         # the batch as -1, never x.shape[0]: it may be unknown (None in an ONNX export's graph)
-        spare, self._spare_cols = self._spare_cols, None
-        self.cols = xp.reshape(_stacked(windows, spare), (len(windows) * x.shape[1], -1))
+        self.cols = xp.reshape(_stacked(windows, self._spare_cols), (len(windows) * x.shape[1], -1))
+        self._spare_cols = self.cols if is_writeable_array(self.cols) else None
         self.W_mat = xp.reshape(xp.permute_dims(self.W, (0, 2, 3, 1)), (filters, -1))
         out = self.W_mat @ self.cols + xp.reshape(self.b, (filters, 1))
         return xp.permute_dims(xp.reshape(out, (filters, -1, out_h, out_w)), (1, 0, 2, 3))
@@ -208,8 +210,6 @@ class Convolution(Layer):
         _, channels, filter_h, filter_w = self.W.shape
         dW = xp.reshape(dout @ xp.matrix_transpose(self.cols), (filters, filter_h, filter_w, channels))
         self.dW = xp.permute_dims(dW, (0, 3, 1, 2))
-        if is_writeable_array(self.cols):  # kept for the next forward to write into
-            self._spare_cols = self.cols
         if not self.input_grad:
             return None
         # dout's windows are FN/C times the size of the columns: worth it where FN <= C
@@ -235,14 +235,11 @@ class Convolution(Layer):
         xp = namespace_of(dout)
         filters, channels, size, _ = self.W.shape
         windows = _window_views("Convolution", dout, size, size, 1, size - 1 - self.pad, 0.0)
-        spare, self._spare_dout_cols = self._spare_dout_cols, None
-        dout_cols = xp.reshape(_stacked(windows, spare), (size * size * filters, -1))
+        dout_cols = xp.reshape(_stacked(windows, self._spare_dout_cols), (size * size * filters, -1))
+        self._spare_dout_cols = dout_cols if is_writeable_array(dout_cols) else None
         turned = xp.flip(self.W, axis=(2, 3))  # (FN, C, FH, FW) -> rows (i, j, f) as in dout_cols
         W_mat = xp.reshape(xp.permute_dims(turned, (1, 2, 3, 0)), (channels, -1))
-        dx = xp.reshape(W_mat @ dout_cols, (channels, dout.shape[1], *self.x_shape[2:]))
-        if is_writeable_array(dout_cols):
-            self._spare_dout_cols = dout_cols
-        return dx
+        return xp.reshape(W_mat @ dout_cols, (channels, dout.shape[1], *self.x_shape[2:]))
 
 
 def _check_convolution_input(x: Array, W: Array) -> None:

@@ -43,6 +43,8 @@ class LayerNet:
     """
 
     name: str = ""
+    # rows a Trainer or `xpnet evaluate` scores at a time, unless told otherwise
+    eval_batch_size = 2000
     has_train_mode = False
     weight_decay_lambda = 0.0
     device: Device
@@ -329,6 +331,8 @@ class SimpleConvNet(LayerNet):
     """
 
     name = "convnet"
+    # a CPU keeps the windows of 100 images in its caches: 2000 at a time scored 2x slower
+    eval_batch_size = 100
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28),
                  conv_param: Mapping[str, int] | None = None, hidden_size: int = 100,
@@ -402,6 +406,7 @@ class DeepConvNet(LayerNet):
     """
 
     name = "deepconvnet"
+    eval_batch_size = 100  # as SimpleConvNet's: 2000 at a time scored 2.5x slower on a CPU
     has_train_mode = True
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28),

@@ -72,8 +72,8 @@ class EpochRecord:
 
 EpochCallback = Callable[[EpochRecord], None]
 
-# rows per evaluation call: large enough to keep a GPU busy, small enough that a convnet's
-# im2col windows (about 45 KB per image) stay in memory (10000 rows took 3 GB and ran slower)
+# rows per evaluation call for a network that names none (``eval_batch_size``): large enough to
+# keep a GPU busy, small enough that a convnet's windows stay in memory
 EVAL_BATCH_SIZE = 2000
 
 
@@ -101,6 +101,9 @@ class Trainer:
     usual), with ``t`` integer labels or one-hot rows. They are sent to the network's device
     once, ``x`` reshaped to ``(N, *network.input_shape)`` and cast to the network's dtype.
     ``iteration`` is the number of updates done; set it (from a checkpoint) to resume.
+    Accuracies are counted ``eval_batch_size`` rows at a time: by default the network's
+    ``eval_batch_size`` (100 for the convolutional networks, whose windows of more images fall
+    out of a CPU's caches), else 2000.
     ``progress`` shows a tqdm bar on stderr, meant for interactive terminals.
 
     With ``comm`` (an :class:`xpnet.distributed.Communicator` of several processes) training
@@ -121,7 +124,7 @@ class Trainer:
 
     def __init__(self, network: Any, optimizer: Optimizer, train: tuple[Any, Any],
                  test: tuple[Any, Any], *, batch_size: int = 100, seed: int = 0,
-                 eval_batch_size: int = EVAL_BATCH_SIZE, progress: bool = False,
+                 eval_batch_size: int | None = None, progress: bool = False,
                  comm: Communicator | None = None, jit: bool = False) -> None:
         self.network = network
         self.optimizer = optimizer
@@ -159,8 +162,10 @@ class Trainer:
         self._losses: list[Array] = []  # this epoch's losses, still on the device
 
     def _take_data(self, train: tuple[Any, Any], test: tuple[Any, Any], batch_size: int,
-                   eval_batch_size: int) -> None:
+                   eval_batch_size: int | None) -> None:
         self.batch_size = check_size("batch_size", batch_size)
+        if eval_batch_size is None:
+            eval_batch_size = getattr(self.network, "eval_batch_size", EVAL_BATCH_SIZE)
         self.eval_batch_size = check_size("eval_batch_size", eval_batch_size)
         self.x_train, self.t_train = send_dataset(self.network, *train)
         self.x_test, self.t_test = send_dataset(self.network, *test)
