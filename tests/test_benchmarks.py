@@ -75,7 +75,8 @@ def test_every_implementation_steps_and_the_bound_counts_the_steps_products(benc
     dev = xpnet.device("cpu")
     impls = [bench.xpnet_impl(dev, "float64", data, 8, 6), bench.book_impl(data, 8, 6),
              bench.plain_impl(dev, data, 8, 6), bench.bound_impl(dev, 8, 6)]
-    for impl in impls:
+    jax_bound = bench.jax_bound_impl(dev, 8, 6)  # None without JAX
+    for impl in [*impls, *([jax_bound] if jax_bound else [])]:
         impl.step()
         impl.sync()
     # x@W1 and x.T@dh (784 x 6 each way), h@W2, h.T@d, d@W2.T (6 x 10 each)
