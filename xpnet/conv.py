@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
 
 import array_api_extra as xpx
 from array_api_compat import device as array_device_of, is_writeable_array
@@ -94,22 +93,16 @@ def _window_views(caller: str, images: Array, filter_h: int, filter_w: int, stri
             for y in range(filter_h) for x in range(filter_w)]
 
 
-def _summed_windows(parts: Iterable[Array], input_shape: tuple[int, ...], filter_h: int,
+def _summed_windows(parts: list[Array], input_shape: tuple[int, ...], filter_h: int,
                     filter_w: int, stride: int, pad: int) -> Array:
-    """The adjoint of :func:`_window_views`: each part summed onto the pixels its slice took.
-
-    ``parts`` may be a generator: each part is then made just before it is added, and only
-    one is held at a time.
-    """
+    """The adjoint of :func:`_window_views`: each part summed onto the pixels its slice took."""
+    xp = namespace_of(*parts)
     n, c, h, w = input_shape
-    img = None
+    out_h, out_w = parts[0].shape[2], parts[0].shape[3]
+    img = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=parts[0].dtype,
+                   device=array_device_of(parts[0]))
+    span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
     for k, part in enumerate(parts):
-        if img is None:
-            xp = namespace_of(part)
-            out_h, out_w = part.shape[2], part.shape[3]
-            span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
-            img = xp.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=part.dtype,
-                           device=array_device_of(part))
         y, x = divmod(k, filter_w)
         # a strided slice has no repeated positions, so .add cannot lose a term;
         # at() updates in place where the backend can, so always reassign
@@ -255,7 +248,10 @@ class Pooling(Layer):
     The border is padded with ``-inf`` (the book pads with 0, which beats every negative
     input), so ``pad`` must be smaller than the window for each window to hold a pixel.
     ``backward`` routes each window's gradient to exactly one input, its first maximum in
-    row-major order (``argmax``'s tie rule), with comparisons and ``where``, never a boolean mask.
+    row-major order (``argmax``'s tie rule), with comparisons turned into 0/1 factors, never
+    boolean indexing (whose result's shape depends on the data). Where the windows tile the
+    image (stride = window, as in the book's 2x2 pooling), the routed gradients are written
+    into the image rather than added (:func:`_tiled_windows`).
     """
 
     saved_names: tuple[str, ...] = ("windows", "out")
