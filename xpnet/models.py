@@ -331,7 +331,7 @@ class SimpleConvNet(LayerNet):
     """
 
     name = "convnet"
-    # a CPU keeps the windows of 100 images in its caches: 2000 at a time scored 2x slower
+    # a CPU keeps the windows of 100 images in its caches: 2000 at a time scored 1.5-2x slower
     eval_batch_size = 100
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28),
