@@ -15,7 +15,8 @@ from conftest import blobs as blobs_of
 from xpnet.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.registry import build_model
 from xpnet.optim import make_optimizer
-from xpnet.training import EpochRecord, Trainer, TrainingError, epoch_seed
+from xpnet.training import (EVAL_BATCH_SIZE, EpochRecord, Trainer, TrainingError, epoch_seed,
+                            eval_batch_size_of)
 
 FEATURES, HIDDEN, CLASSES = 12, 8, 3
 blobs = functools.partial(blobs_of, features=FEATURES, classes=CLASSES)
@@ -221,7 +222,9 @@ def test_accuracy_is_scored_in_the_networks_eval_batch_unless_told(monkeypatch):
     for net, given, rows in ((conv, None, 30), (mlp, None, 30), (conv, 7, 7)):
         trainer = Trainer(net, make_optimizer("sgd", lr=0.1), images, images, batch_size=10,
                           eval_batch_size=given)
-        assert trainer.eval_batch_size == (given or net.eval_batch_size)
+        assert trainer.eval_batch_size == (given or eval_batch_size_of(net))
         trainer.accuracy(trainer.x_test, trainer.t_test)
         assert seen.pop() == rows  # at most the rows there are
-    assert (conv.eval_batch_size, mlp.eval_batch_size) == (100, 2000)
+    assert (eval_batch_size_of(conv), eval_batch_size_of(mlp)) == (100, EVAL_BATCH_SIZE) == (100, 2000)
+    with pytest.raises(xpnet.ConfigError, match="eval_batch_size"):
+        eval_batch_size_of(conv, 0)  # an explicit 0 is refused, not read as "the default"

@@ -28,7 +28,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
 from .registry import MODEL_DEFAULTS, build_model
-from .training import EVAL_BATCH_SIZE, EpochRecord, Trainer, send_dataset
+from .training import EpochRecord, Trainer, eval_batch_size_of, send_dataset
 from .validate import DTYPES, check_choice, check_nonnegative, check_positive, check_size
 
 __all__ = ["DEFAULTS", "RESUME_FIXED", "TrainOptions", "run_training", "evaluate_checkpoint",
@@ -332,6 +332,6 @@ def evaluate_checkpoint(path: str, *, device: str | Device = "cpu", data_dir: st
     network, _, _ = load_checkpoint(path, device=training_device(device))
     _, test = load_mnist(dtype=network.dtype, data_dir=data_dir)
     x, t = send_dataset(network, *test)
-    rows = eval_batch_size or getattr(network, "eval_batch_size", EVAL_BATCH_SIZE)
+    rows = eval_batch_size_of(network, eval_batch_size)
     correct = int(to_numpy(network.count_correct(x, t, min(rows, x.shape[0]))))
     return correct / x.shape[0], correct, x.shape[0]

@@ -43,8 +43,6 @@ class LayerNet:
     """
 
     name: str = ""
-    # rows a Trainer or `xpnet evaluate` scores at a time, unless told otherwise
-    eval_batch_size = 2000
     has_train_mode = False
     weight_decay_lambda = 0.0
     device: Device

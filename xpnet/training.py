@@ -42,7 +42,8 @@ from .regularization import BatchNormalization, Dropout
 from .rng import Generator
 from .validate import check_size
 
-__all__ = ["EpochRecord", "Trainer", "TrainingError", "epoch_seed", "send_dataset", "EVAL_BATCH_SIZE"]
+__all__ = ["EpochRecord", "Trainer", "TrainingError", "epoch_seed", "send_dataset", "EVAL_BATCH_SIZE",
+           "eval_batch_size_of"]
 
 
 class TrainingError(XPNetError, ArithmeticError):
@@ -75,6 +76,14 @@ EpochCallback = Callable[[EpochRecord], None]
 # rows per evaluation call for a network that names none (``eval_batch_size``): large enough to
 # keep a GPU busy, small enough that a convnet's windows stay in memory
 EVAL_BATCH_SIZE = 2000
+
+
+def eval_batch_size_of(network: Any, given: int | None = None) -> int:
+    """``given`` if set, else the rows ``network`` asks to be scored at a time (its
+    ``eval_batch_size``: 100 for the convnets), else :data:`EVAL_BATCH_SIZE`."""
+    if given is None:
+        given = getattr(network, "eval_batch_size", EVAL_BATCH_SIZE)
+    return check_size("eval_batch_size", given)
 
 
 def epoch_seed(seed: int, epoch: int, *more: int) -> int:
@@ -164,9 +173,7 @@ class Trainer:
     def _take_data(self, train: tuple[Any, Any], test: tuple[Any, Any], batch_size: int,
                    eval_batch_size: int | None) -> None:
         self.batch_size = check_size("batch_size", batch_size)
-        if eval_batch_size is None:
-            eval_batch_size = getattr(self.network, "eval_batch_size", EVAL_BATCH_SIZE)
-        self.eval_batch_size = check_size("eval_batch_size", eval_batch_size)
+        self.eval_batch_size = eval_batch_size_of(self.network, eval_batch_size)
         self.x_train, self.t_train = send_dataset(self.network, *train)
         self.x_test, self.t_test = send_dataset(self.network, *test)
         n, ranks = self.x_train.shape[0], self.comm.size
