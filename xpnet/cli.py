@@ -1,4 +1,5 @@
-"""The ``xpnet`` command: ``xpnet check``, ``xpnet train``, ``xpnet evaluate`` and ``xpnet export``."""
+"""The ``xpnet`` command: ``xpnet check``, ``xpnet train``, ``xpnet evaluate``, ``xpnet predict`` and
+``xpnet export``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,11 @@ from . import distributed
 from .errors import XPNetError
 
 __all__ = ["main", "build_parser"]
+
+DATASET_HELP = ("mnist (packaged), fashion-mnist, kmnist, cifar10 (downloaded once, verified), or "
+                "an .npz file holding x_train, t_train, x_test, t_test")
+DATA_DIR_HELP = ("folder of the data set's files (mnist: default $XPNET_DATA_DIR, else the "
+                 "packaged copy; others: default the cache, where they are downloaded)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(run=run_check)
     _add_train(commands)
     evaluate = commands.add_parser(
-        "evaluate", help="print the MNIST test accuracy of a checkpoint written by xpnet train --save, "
+        "evaluate", help="print the test accuracy of a checkpoint written by xpnet train --save, "
                          "or of an ONNX model written by xpnet export")
     model = evaluate.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint", metavar="PATH", help="the .npz checkpoint")
@@ -30,9 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     # None, not "auto": --onnx refuses a --device it would not use
     evaluate.add_argument("--device", metavar="SPEC",
                           help="device spec for --checkpoint, e.g. cpu, cuda, torch:cpu (default auto)")
-    evaluate.add_argument("--data-dir", metavar="DIR",
-                          help="folder of MNIST files (default: $XPNET_DATA_DIR, else the packaged copy)")
+    evaluate.add_argument("--dataset", metavar="NAME",
+                          help=f"{DATASET_HELP} (default: the checkpoint's, else mnist)")
+    evaluate.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     evaluate.set_defaults(run=run_evaluate)
+    _add_predict(commands)
     export = commands.add_parser(
         "export", help="write a checkpoint's network as an ONNX model (needs pip install 'xpnet[onnx]')")
     export.add_argument("--checkpoint", required=True, metavar="PATH",
@@ -48,8 +56,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     from .registry import MODEL_NAMES, model_help
 
     train = commands.add_parser(
-        "train", help="train a network on MNIST", description=(
-            "Train a network on MNIST on a device and print train/test accuracy each epoch. "
+        "train", help="train a network on MNIST or another data set", description=(
+            "Train a network on a data set (MNIST by default) on a device and print train/test "
+            "accuracy each epoch. "
             "Options left out take the defaults shown, or, with --resume, the checkpoint's."))
     # Defaults are None so that --resume can tell an option given from one left out.
     train.add_argument("--device", default="auto", metavar="SPEC",
@@ -81,8 +90,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        f"(default {DEFAULTS['seed']})")
     train.add_argument("--train-limit", type=int, metavar="N",
                        help="train on the first N training images only (for quick runs)")
-    train.add_argument("--data-dir", metavar="DIR",
-                       help="folder of MNIST files (default: $XPNET_DATA_DIR, else the packaged copy)")
+    train.add_argument("--dataset", metavar="NAME", help=f"{DATASET_HELP} (default mnist)")
+    train.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     train.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) after every epoch")
     train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     train.add_argument("--log", metavar="PATH", help="write one JSON line per epoch")
@@ -112,14 +121,44 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if args.device is not None:
             raise ConfigError(f"--device applies to --checkpoint; --onnx runs on onnxruntime's "
                               f"{ONNX_PROVIDER}")
+        if args.dataset is not None:
+            raise ConfigError("--dataset applies to --checkpoint; --onnx is scored on MNIST")
         print(f"xpnet: evaluating {args.onnx} on onnxruntime ({ONNX_PROVIDER})", flush=True)
         accuracy, correct, total = evaluate_onnx(args.onnx, data_dir=args.data_dir)
     else:
         dev = device(args.device or "auto")
         print(f"xpnet: evaluating {args.checkpoint} on {dev.name} ({dev.backend})", flush=True)
         accuracy, correct, total = evaluate_checkpoint(args.checkpoint, device=dev,
-                                                       data_dir=args.data_dir)
+                                                       data_dir=args.data_dir,
+                                                       dataset=args.dataset)
     print(f"test acc {accuracy:.4f} ({correct}/{total})")
+    return 0
+
+
+def _add_predict(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser(
+        "predict", help="classify your own images with a checkpoint written by xpnet train --save",
+        description="Print the likeliest classes of each image, prepared as the network's "
+                    "training data were (docs/datasets.md). PNG/JPEG need Pillow: pip install "
+                    "'xpnet[images]'; .npy files hold one input as the data set's arrays did.")
+    predict.add_argument("--checkpoint", required=True, metavar="PATH",
+                         help="the .npz checkpoint written by xpnet train --save")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or .npy files")
+    predict.add_argument("--top", type=int, default=3, metavar="N",
+                         help="classes printed per image (default 3)")
+    predict.add_argument("--json", action="store_true",
+                         help="one JSON object per image: file, class, probabilities")
+    predict.add_argument("--device", default="cpu", metavar="SPEC", help="device spec (default cpu)")
+    predict.set_defaults(run=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import format_prediction, predict_files, prediction_json
+    from .validate import check_size
+
+    top = check_size("--top", args.top)
+    for prediction in predict_files(args.checkpoint, args.images, device=args.device):
+        print(prediction_json(prediction) if args.json else format_prediction(prediction, top))
     return 0
 
 

@@ -14,6 +14,7 @@ collective, so all of them stop with it.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from . import distributed
 from .backend import Device, cuda_status, to_numpy
 from .backend import device as resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
+from .datasets import Dataset
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
 from .registry import MODEL_DEFAULTS, build_model
@@ -32,22 +34,21 @@ from .training import EpochRecord, Trainer, eval_batch_size_of, send_dataset
 from .validate import DTYPES, check_choice, check_nonnegative, check_positive, check_size
 
 __all__ = ["DEFAULTS", "RESUME_FIXED", "TrainOptions", "run_training", "evaluate_checkpoint",
-           "training_device"]
+           "training_device", "check_fits", "dataset_record"]
 
 # Defaults of ``xpnet train``: Adam at the book's rate on a 784-100-10 network reaches about
 # 97.6% test accuracy in 10 epochs, a few seconds per epoch on a 2-core CPU.
 DEFAULTS: dict[str, Any] = {
     "model": "mlp", "hidden": (100,), "activation": "relu", "weight_decay": 0.0,
     "dtype": "float32", "optimizer": "adam", "lr": None, "batch_size": 100, "seed": 0,
-    "train_limit": None, "epochs": 10, "iters": None,
+    "train_limit": None, "epochs": 10, "iters": None, "dataset": "mnist",
 }
 # Settings a resumed run must share with its checkpoint: they define the network, the
 # optimizer state or the order of the batches.
 RESUME_FIXED = ("model", "hidden", "activation", "weight_decay", "dtype", "optimizer",
-                "batch_size", "seed", "train_limit")
+                "batch_size", "seed", "train_limit", "dataset")
 ACTIVATIONS = ("relu", "sigmoid")
-IMAGE_SHAPE = (1, 28, 28)
-NUM_CLASSES = 10
+CONVOLUTIONAL = {"convnet": "conv-pool", "deepconvnet": "(conv-conv-pool)x3"}
 
 
 @dataclass
@@ -68,6 +69,7 @@ class TrainOptions:
     epochs: int | None = None
     iters: int | None = None
     data_dir: str | None = None
+    dataset: str | None = None
     save: str | None = None
     resume: str | None = None
     log: str | None = None
@@ -80,6 +82,10 @@ class TrainOptions:
         settings = {key: getattr(self, key) for key in DEFAULTS if getattr(self, key) is not None}
         if "hidden" in settings:
             settings["hidden"] = tuple(settings["hidden"])
+        if "dataset" in settings:
+            from .datasets import dataset_key
+
+            settings["dataset"] = dataset_key(settings["dataset"])
         return settings
 
 
@@ -145,22 +151,31 @@ def _rank_gpu(spec: str, local_rank: int) -> str:
     return spec
 
 
-def _start(dev: Device, given: dict[str, Any]) -> tuple[Any, Optimizer, dict[str, Any], int]:
-    """A new run: ``(network, optimizer, settings, iteration 0)`` from the defaults and ``given``."""
+def _start(dev: Device, given: dict[str, Any],
+           data_dir: str | None) -> tuple[Any, Optimizer, dict[str, Any], int, Dataset]:
+    """A new run: ``(network, optimizer, settings, iteration 0, data)`` from the defaults and
+    ``given``; the network takes its input shape and class count from the data."""
     settings = {**DEFAULTS, **MODEL_DEFAULTS.get(given.get("model"), {}), **given}
     if "iters" in given:
         settings["epochs"] = None
     _check_settings(settings)
-    network = build_model(settings["model"], input_shape=IMAGE_SHAPE, hidden=settings["hidden"],
-                          output_size=NUM_CLASSES, activation=settings["activation"],
+    data = _load_data(settings, data_dir)
+    if settings["model"] in CONVOLUTIONAL and len(data.input_shape) != 3:
+        raise ConfigError(f"--model {settings['model']} takes images (N, C, H, W), but data set "
+                          f"{data.name} holds vectors of {data.input_shape[0]} values; use "
+                          "--model mlp, or save the images as (N, C, H, W) or (N, H, W)")
+    network = build_model(settings["model"], input_shape=data.input_shape,
+                          hidden=settings["hidden"], output_size=data.num_classes,
+                          activation=settings["activation"],
                           weight_decay=settings["weight_decay"], device=dev,
                           dtype=settings["dtype"], seed=settings["seed"])
-    return network, make_optimizer(settings["optimizer"], settings["lr"]), settings, 0
+    return network, make_optimizer(settings["optimizer"], settings["lr"]), settings, 0, data
 
 
-def _resume(path: str, dev: Device, given: dict[str, Any]) -> tuple[Any, Optimizer, dict[str, Any], int]:
-    """A resumed run: the checkpoint's network, optimizer and settings, with this run's length
-    and learning rate if given.
+def _resume(path: str, dev: Device, given: dict[str, Any],
+            data_dir: str | None) -> tuple[Any, Optimizer, dict[str, Any], int, Dataset]:
+    """A resumed run: the checkpoint's network, optimizer, settings and data set, with this
+    run's length and learning rate if given.
 
     A setting in ``RESUME_FIXED`` given with another value than the checkpoint's is an error:
     it would change the network, the optimizer or the batches the run continues with.
@@ -185,14 +200,17 @@ def _resume(path: str, dev: Device, given: dict[str, Any]) -> tuple[Any, Optimiz
     _check_settings(settings)
     if "lr" in given:
         optimizer.lr = settings["lr"]
-    return network, optimizer, settings, meta["iteration"]
+    data = _load_data(settings, data_dir)
+    check_fits(network, data, f"checkpoint {path}")
+    return network, optimizer, settings, meta["iteration"], data
 
 
-def _describe(settings: dict[str, Any], optimizer: Optimizer) -> str:
+def _describe(settings: dict[str, Any], optimizer: Optimizer, data: Dataset) -> str:
     hidden = "-".join(str(s) for s in settings["hidden"])
-    convolutions = {"convnet": "conv-pool", "deepconvnet": "(conv-conv-pool)x3"}.get(settings["model"])
-    layers = (f"{'x'.join(map(str, IMAGE_SHAPE))}-{convolutions}-{hidden}-{NUM_CLASSES}"
-              if convolutions else f"{IMAGE_SHAPE[1] * IMAGE_SHAPE[2]}-{hidden}-{NUM_CLASSES}")
+    convolutions = CONVOLUTIONAL.get(settings["model"])
+    shape, classes = data.input_shape, data.num_classes
+    layers = (f"{'x'.join(map(str, shape))}-{convolutions}-{hidden}-{classes}"
+              if convolutions else f"{math.prod(shape)}-{hidden}-{classes}")
     decay = f", weight decay {settings['weight_decay']:g}" if settings["weight_decay"] else ""
     length = (f"{settings['iters']} iterations" if settings.get("iters")
               else f"{settings['epochs']} epochs")
@@ -201,14 +219,38 @@ def _describe(settings: dict[str, Any], optimizer: Optimizer) -> str:
             f"seed {settings['seed']}")
 
 
-def _load_data(settings: dict[str, Any], data_dir: str | None) -> tuple[tuple, tuple]:
-    from .datasets import load_mnist
+def _load_data(settings: dict[str, Any], data_dir: str | None) -> Dataset:
+    from .datasets import load_dataset
 
-    (x_train, t_train), test = load_mnist(dtype=settings["dtype"], data_dir=data_dir)
+    data = load_dataset(settings["dataset"], dtype=settings["dtype"], data_dir=data_dir)
     limit = settings.get("train_limit")
     if limit is not None:
-        x_train, t_train = x_train[:limit], t_train[:limit]
-    return (x_train, t_train), test
+        data.train = (data.train[0][:limit], data.train[1][:limit])
+    return data
+
+
+def dataset_record(data: Dataset) -> dict[str, Any]:
+    """What a checkpoint keeps of its data set (``extra["dataset"]``): enough for ``xpnet
+    evaluate`` to pick the data and refuse other data, and for ``xpnet predict`` to prepare
+    images and name classes without the data."""
+    return {"name": data.name, "input_shape": list(data.input_shape),
+            "num_classes": data.num_classes, "class_names": list(data.class_names),
+            "style": data.style}
+
+
+def check_fits(network: Any, data: Dataset, what: str) -> None:
+    """Raise :class:`ConfigError` in one line when ``network`` cannot take ``data``: another
+    sample shape (the size, for fully connected networks) or another class count."""
+    shape = tuple(network.input_shape)
+    fits = (shape == data.input_shape if len(shape) == 3
+            else math.prod(shape) == math.prod(data.input_shape))
+    if not fits:
+        raise ConfigError(f"{what} takes inputs of shape {shape}, but data set {data.name} holds "
+                          f"{data.input_shape}; give the --dataset it was trained on")
+    classes = network.config.get("output_size")
+    if classes != data.num_classes:
+        raise ConfigError(f"{what} scores {classes} classes, but data set {data.name} has "
+                          f"{data.num_classes}; give the --dataset it was trained on")
 
 
 # ------------------------------------------------------------------ one callback per output
@@ -228,14 +270,17 @@ def _json_log(log_file: TextIO) -> Callable[[EpochRecord], None]:
     return write_record
 
 
-def _checkpoint(path: str, trainer: Trainer, settings: dict[str, Any]) -> Callable[[EpochRecord], None]:
+def _checkpoint(path: str, trainer: Trainer, settings: dict[str, Any],
+                data: Dataset) -> Callable[[EpochRecord], None]:
     saved = {key: settings[key] for key in DEFAULTS}
     saved["hidden"] = list(saved["hidden"])
+    dataset = dataset_record(data)
 
     def save(record: EpochRecord) -> None:
         save_checkpoint(path, trainer.network, trainer.optimizer, epoch=record.epoch,
                         iteration=trainer.iteration, seed=settings["seed"],
-                        extra={"settings": saved, "test_acc": record.test_acc})
+                        extra={"settings": saved, "test_acc": record.test_acc,
+                               "dataset": dataset})
     return save
 
 
@@ -269,33 +314,37 @@ def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[Ep
         if comm.is_root:
             _check_output_paths(options)
         dev = training_device(options.device, comm)
-        network, optimizer, settings, iteration = (
-            _resume(options.resume, dev, given) if options.resume is not None
-            else _start(dev, given))
-        train, test = _load_data(settings, options.data_dir)
+        network, optimizer, settings, iteration, data = (
+            _resume(options.resume, dev, given, options.data_dir) if options.resume is not None
+            else _start(dev, given, options.data_dir))
         if options.log and comm.is_root:
             log_file = _open_log(options.log, options.resume is not None)
     except XPNetError as exc:
         failure = exc
     try:
         comm.agree(failure)
-        trainer = Trainer(network, optimizer, train, test, batch_size=settings["batch_size"],
+        trainer = Trainer(network, optimizer, data.train, data.test, batch_size=settings["batch_size"],
                           seed=settings["seed"], comm=comm,
                           progress=not options.quiet and sys.stderr.isatty(), jit=options.jit)
-        return _train(trainer, options, settings, iteration, dev, say, log_file)
+        return _train(trainer, options, settings, iteration, dev, say, log_file, data)
     finally:
         if log_file is not None:
             log_file.close()
 
 
 def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], iteration: int,
-           dev: Device, say: Callable[[str], None], log_file: TextIO | None) -> list[EpochRecord]:
+           dev: Device, say: Callable[[str], None], log_file: TextIO | None,
+           data: Dataset) -> list[EpochRecord]:
     comm = trainer.comm
     processes = f", {comm.size} processes (data-parallel)" if comm.size > 1 else ""
     compiled = ", each step compiled (--jit)" if options.jit else ""
     say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}{processes}{compiled}")
     if not options.quiet:
-        say(_describe(settings, trainer.optimizer))
+        if data.name != "mnist":
+            say(f"data set {data.name}: {data.train[0].shape[0]} training and "
+                f"{data.test[0].shape[0]} test samples of {'x'.join(map(str, data.input_shape))}, "
+                f"{data.num_classes} classes")
+        say(_describe(settings, trainer.optimizer, data))
     trainer.iteration = iteration
     target = (settings["iters"] if settings.get("iters")
               else settings["epochs"] * trainer.iterations_per_epoch)
@@ -310,7 +359,7 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
     if log_file is not None:
         callbacks.append(_json_log(log_file))
     if options.save is not None and comm.is_root:
-        callbacks.append(_checkpoint(options.save, trainer, settings))
+        callbacks.append(_checkpoint(options.save, trainer, settings, data))
     started = time.perf_counter()
     records = trainer.fit(iterations=target, on_epoch=callbacks)
     if options.plot is not None and comm.is_root:
@@ -324,14 +373,21 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
 
 
 def evaluate_checkpoint(path: str, *, device: str | Device = "cpu", data_dir: str | None = None,
-                        eval_batch_size: int | None = None) -> tuple[float, int, int]:
-    """``(accuracy, correct, total)`` of the network saved in ``path`` on the MNIST test set,
-    scored ``eval_batch_size`` rows at a time (default: the network's own choice)."""
-    from .datasets import load_mnist
+                        eval_batch_size: int | None = None,
+                        dataset: str | None = None) -> tuple[float, int, int]:
+    """``(accuracy, correct, total)`` of the network saved in ``path`` on the test set of
+    ``dataset`` (default: the one the checkpoint records, else MNIST), scored
+    ``eval_batch_size`` rows at a time (default: the network's own choice). A network that
+    does not fit the data (sample shape, class count) is refused in one line."""
+    from .datasets import load_dataset
 
-    network, _, _ = load_checkpoint(path, device=training_device(device))
-    _, test = load_mnist(dtype=network.dtype, data_dir=data_dir)
-    x, t = send_dataset(network, *test)
+    network, _, meta = load_checkpoint(path, device=training_device(device))
+    if dataset is None:
+        recorded = meta["extra"].get("dataset")
+        dataset = recorded.get("name", "mnist") if isinstance(recorded, dict) else "mnist"
+    data = load_dataset(dataset, dtype=network.dtype, data_dir=data_dir)
+    check_fits(network, data, f"checkpoint {path}")
+    x, t = send_dataset(network, *data.test)
     rows = eval_batch_size_of(network, eval_batch_size)
     correct = int(to_numpy(network.count_correct(x, t, min(rows, x.shape[0]))))
     return correct / x.shape[0], correct, x.shape[0]
