@@ -560,8 +560,11 @@ class _BatchUnpickler(pickle.Unpickler):
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not part of a CIFAR "
-                                         "batch") from None
+            raise _Refused(f"global {module}.{name} is not part of a CIFAR batch") from None
+
+
+class _Refused(pickle.UnpicklingError):
+    """A pickle asked for a global the CIFAR format does not hold."""
 
 
 def read_cifar10(path: str | os.PathLike[str]) -> tuple[tuple[np.ndarray, np.ndarray],
@@ -593,9 +596,10 @@ def _read_batch(archive: tarfile.TarFile, name: str, path: Path) -> tuple[np.nda
     where = f"{member} in {path}"
     try:
         batch = _BatchUnpickler(io.BytesIO(stream.read()), encoding="latin1").load()
-    except pickle.UnpicklingError as exc:
+    except _Refused as exc:
         raise DataError(f"{where} is refused: {exc}; it is not the published CIFAR-10") from None
-    except (ValueError, TypeError, EOFError, AttributeError, IndexError, KeyError) as exc:
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError, IndexError,
+            KeyError) as exc:
         raise DataError(f"{where} is not a readable pickle ({exc})") from None
     data = batch.get("data") if isinstance(batch, dict) else None
     labels = batch.get("labels") if isinstance(batch, dict) else None
