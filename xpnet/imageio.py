@@ -107,10 +107,11 @@ def mnist_like(image: np.ndarray, *, box: int = 20, size: int = 28,
     4. Resize (:func:`resize_area`) so the longer side is ``box`` pixels, the other
        ``max(1, round(side * box / longer))``: the aspect ratio is kept.
     5. Paste at ``((size - h) // 2, (size - w) // 2)`` on a black ``size`` x ``size`` canvas.
-    6. ``centre="mass"``: shift by ``round((size - 1) / 2 - c)`` rows and columns, ``c`` the
-       centre of mass (intensity-weighted mean row and column), so that the centre of mass
-       lands on the canvas centre; what would leave the canvas is cut. ``centre="box"``
-       keeps step 5's placement.
+    6. ``centre="mass"``: shift by ``round(size / 2 - c)`` rows and columns, ``c`` the centre
+       of mass (intensity-weighted mean row and column index), zeros shifted in: the centre of
+       mass lands within half a pixel of row and column ``size / 2`` = 14, where MNIST's
+       digits have theirs (not 13.5, the geometric centre: see docs/datasets.md).
+       ``centre="box"`` keeps step 5's placement.
 
     MNIST and KMNIST: ``box=20`` and ``centre="mass"``; Fashion-MNIST's products fill the
     frame: ``box=28, centre="box"``. A blank image raises ``DataError``.
@@ -139,7 +140,7 @@ def mnist_like(image: np.ndarray, *, box: int = 20, size: int = 28,
         index = np.arange(size)
         mass_row = (canvas.sum(axis=1) @ index) / total
         mass_col = (canvas.sum(axis=0) @ index) / total
-        canvas = _shift(canvas, round((size - 1) / 2 - mass_row), round((size - 1) / 2 - mass_col))
+        canvas = _shift(canvas, round(size / 2 - mass_row), round(size / 2 - mass_col))
     return canvas.astype(np.float32)
 
 
