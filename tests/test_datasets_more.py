@@ -359,3 +359,9 @@ def test_convnets_refuse_vectors(capsys, tmp_path):
                 x_test=np.zeros((2, 9)), t_test=[0, 1])
     code, _, err = run(capsys, "train", "--dataset", str(path), *TINY[:-3], "--model", "convnet")
     assert code == 2 and "takes images (N, C, H, W), but data set" in err, err
+
+
+def test_evaluate_onnx_refuses_dataset(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", "--onnx", str(tmp_path / "m.onnx"), "--dataset", "kmnist")
+    assert code == 2 and err == ("xpnet evaluate: error: --dataset applies to --checkpoint; "
+                                 "--onnx is scored on MNIST\n")

@@ -26,7 +26,7 @@ from . import distributed
 from .backend import Device, cuda_status, to_numpy
 from .backend import device as resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
-from .datasets import Dataset
+from .datasets import Dataset, dataset_key, load_dataset
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
 from .registry import MODEL_DEFAULTS, build_model
@@ -83,8 +83,6 @@ class TrainOptions:
         if "hidden" in settings:
             settings["hidden"] = tuple(settings["hidden"])
         if "dataset" in settings:
-            from .datasets import dataset_key
-
             settings["dataset"] = dataset_key(settings["dataset"])
         return settings
 
@@ -220,8 +218,6 @@ def _describe(settings: dict[str, Any], optimizer: Optimizer, data: Dataset) -> 
 
 
 def _load_data(settings: dict[str, Any], data_dir: str | None) -> Dataset:
-    from .datasets import load_dataset
-
     data = load_dataset(settings["dataset"], dtype=settings["dtype"], data_dir=data_dir)
     limit = settings.get("train_limit")
     if limit is not None:
@@ -323,8 +319,8 @@ def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[Ep
         failure = exc
     try:
         comm.agree(failure)
-        trainer = Trainer(network, optimizer, data.train, data.test, batch_size=settings["batch_size"],
-                          seed=settings["seed"], comm=comm,
+        trainer = Trainer(network, optimizer, data.train, data.test,
+                          batch_size=settings["batch_size"], seed=settings["seed"], comm=comm,
                           progress=not options.quiet and sys.stderr.isatty(), jit=options.jit)
         return _train(trainer, options, settings, iteration, dev, say, log_file, data)
     finally:
@@ -379,8 +375,6 @@ def evaluate_checkpoint(path: str, *, device: str | Device = "cpu", data_dir: st
     ``dataset`` (default: the one the checkpoint records, else MNIST), scored
     ``eval_batch_size`` rows at a time (default: the network's own choice). A network that
     does not fit the data (sample shape, class count) is refused in one line."""
-    from .datasets import load_dataset
-
     network, _, meta = load_checkpoint(path, device=training_device(device))
     if dataset is None:
         recorded = meta["extra"].get("dataset")
