@@ -4,7 +4,6 @@ test in their official formats and served from 127.0.0.1, the user's own .npz ar
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pickle
@@ -13,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_server import FileServer, cifar_batch, cifar_files, cifar_tarball, idx_files, md5, sources
+from dataset_server import (FileServer, cifar_batch, cifar_files, cifar_tarball, idx_files, md5,
+                            sources)
 
 from xpnet import download
 from xpnet.cli import main
@@ -286,7 +286,8 @@ def test_two_epochs_on_each_downloaded_data_set(capsys, served, tmp_path, name, 
     code, out, err = run(capsys, "train", "--dataset", name, "--model", model, *QUICK[:-1],
                          "--save", str(save))
     assert code == 0, err
-    assert out[1] == f"data set {name}: {train} training and 100 test samples of {shape}, 10 classes"
+    assert out[1] == (f"data set {name}: {train} training and 100 test samples of {shape}, "
+                      "10 classes")
     assert re.match(rf"final test accuracy: \d\.\d{{4}} \(epoch 2, {2 * train // 50} iterations",
                     out[-1]), out
     code, out, err = run(capsys, "evaluate", "--checkpoint", str(save), "--device", "cpu")
@@ -362,6 +363,7 @@ def test_convnets_refuse_vectors(capsys, tmp_path):
 
 
 def test_evaluate_onnx_refuses_dataset(capsys, tmp_path):
-    code, _, err = run(capsys, "evaluate", "--onnx", str(tmp_path / "m.onnx"), "--dataset", "kmnist")
+    code, _, err = run(capsys, "evaluate", "--onnx", str(tmp_path / "m.onnx"), "--dataset",
+                       "kmnist")
     assert code == 2 and err == ("xpnet evaluate: error: --dataset applies to --checkpoint; "
                                  "--onnx is scored on MNIST\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -197,4 +198,4 @@ def test_predict_errors_are_one_line(capsys, mnist_checkpoint, tmp_path, make, m
     code, out, err = run(capsys, "predict", "--checkpoint", str(mnist_checkpoint),
                          str(make(tmp_path)))
     assert code == 2 and out == [] and err.count("\n") == 1
-    assert err.startswith("xpnet predict: error: ") and __import__("re").search(match, err), err
+    assert err.startswith("xpnet predict: error: ") and re.search(match, err), err

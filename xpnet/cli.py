@@ -148,7 +148,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                          help="classes printed per image (default 3)")
     predict.add_argument("--json", action="store_true",
                          help="one JSON object per image: file, class, probabilities")
-    predict.add_argument("--device", default="cpu", metavar="SPEC", help="device spec (default cpu)")
+    predict.add_argument("--device", default="cpu", metavar="SPEC",
+                         help="device spec (default cpu)")
     predict.set_defaults(run=run_predict)
 
 

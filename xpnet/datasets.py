@@ -656,7 +656,8 @@ def _load_npz(path: Path, normalize: bool, flatten: bool, one_hot: bool,
         num_classes = len(names)
     train = (_images(x_train, normalize, flatten, dtype),
              _labels(t_train, one_hot, dtype, num_classes))
-    test = (_images(x_test, normalize, flatten, dtype), _labels(t_test, one_hot, dtype, num_classes))
+    test = (_images(x_test, normalize, flatten, dtype),
+            _labels(t_test, one_hot, dtype, num_classes))
     return Dataset(str(path), train, test, num_classes, names, "plain")
 
 
