@@ -33,6 +33,7 @@ class FileServer:
         self.missing: set[str] = set()  # paths answered with 404
         self.stall: set[str] = set()  # paths whose body never comes
         self.chunk_delay: dict[str, float] = {}  # path -> seconds between 4 KiB chunks
+        self.ignore_range: set[str] = set()  # paths always sent whole, with 200
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self._stop = threading.Event()
         server = self
@@ -73,6 +74,8 @@ class FileServer:
             return
         data = self.files[path]
         start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
+        if path in self.ignore_range:
+            start = 0
         if start >= len(data):
             handler.send_error(416)
             return

@@ -264,6 +264,12 @@ def test_npz_errors_are_one_line(tmp_path, change, match):
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
+def test_npz_with_a_data_dir_is_refused(tmp_path):
+    path = _npz(tmp_path / "d.npz", **GOOD)
+    with pytest.raises(DataError, match=r"--data-dir .* does not apply to an .npz data set"):
+        load_dataset(path, data_dir=tmp_path)
+
+
 def test_npz_that_is_not_one(tmp_path):
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(DataError, match=r"text.npz is not a readable .npz file"):

@@ -92,6 +92,15 @@ def test_no_network_names_the_url_and_how_to_place_the_file(tmp_path):
     assert message.endswith("download it into X")
 
 
+def test_a_server_that_ignores_range_replaces_the_partial_file(server, tmp_path):
+    server.files["f.bin"] = PAYLOAD
+    server.cut_after["f.bin"] = 100_000
+    server.ignore_range.add("f.bin")
+    path = fetch(Source("f.bin", (server.url("f.bin"),), md5(PAYLOAD)), tmp_path, **FAST)
+    assert path.read_bytes() == PAYLOAD  # the 200 answer was written from byte 0, not appended
+    assert server.requests == [("f.bin", None), ("f.bin", "bytes=100000-")]
+
+
 def test_a_stale_partial_file_is_dropped_after_a_wrong_checksum(server, tmp_path):
     server.files["f.bin"] = PAYLOAD
     (tmp_path / ".f.bin.part").write_bytes(b"stale bytes of another version")

@@ -495,6 +495,9 @@ def load_dataset(name: str | os.PathLike[str] = "mnist", normalize: bool = True,
     float_dtype = _check_dtype(dtype)
     key = dataset_key(name)
     if key not in DATASETS:
+        if data_dir is not None:
+            raise DataError(f"data_dir / --data-dir {data_dir} does not apply to an .npz data set "
+                            f"({key}): drop it")
         return _load_npz(Path(key), normalize, flatten, one_hot_label, float_dtype)
     info = DATASETS[key]
     if key == "mnist":
