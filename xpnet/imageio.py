@@ -42,7 +42,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             if image.mode not in ("L", "RGB", "RGBA"):
-                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+                alpha = "A" in image.getbands() or "transparency" in image.info
+                image = image.convert("RGBA" if alpha else "RGB")
             return np.asarray(image)
     except FileNotFoundError:
         raise DataError(f"image {path} does not exist") from None
