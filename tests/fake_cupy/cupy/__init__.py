@@ -153,7 +153,10 @@ class ndarray(NDArrayOperatorsMixin):
         return _call(func, args, kwargs, func.__name__)
 
     def __getattr__(self, name: str) -> Any:
-        # the methods (astype, sum, max, reshape, copy, item, fill...) are NumPy's, with the rules
+        # the methods (astype, sum, max, reshape, copy, item, fill...) are NumPy's, with the rules;
+        # not its protocols (__array_interface__ would hand NumPy the memory, which CuPy refuses)
+        if name.startswith("__"):
+            raise AttributeError(name)
         method = getattr(self._array, name)
         if not callable(method):
             return method
