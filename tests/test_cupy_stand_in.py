@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 import xpnet
+import xpnet.distributed
 from xpnet import transports
 from xpnet.cli import main
 from xpnet.packing import structure_key
@@ -211,23 +212,75 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarra
     ("cuda-aware", {"XPNET_FAKE_NCCL": "0", "XPNET_CUDA_AWARE_MPI": "1"}, "CUDA-aware MPI"),
     ("host", {"XPNET_FAKE_NCCL": "0", "XPNET_FAKE_CUDA": "13000"},
      "MPI through a host copy (CuPy cannot load NCCL (pip install nvidia-nccl-cu13"),
+    ("one-gpu", {"XPNET_FAKE_GPUS": "1"},
+     "MPI through a host copy (ranks share a GPU, which NCCL does not support"),
 ])
-def test_two_ranks_on_two_gpus_equal_one_process(path, settings, transport, one_process,
-                                                 exclusive_gpus, monkeypatch, tmp_path, request):
+def test_two_ranks_equal_one_process(path, settings, transport, one_process, monkeypatch,
+                                     tmp_path, request):
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
+    gpus = int(settings.get("XPNET_FAKE_GPUS", 2))
+    exclusive = request.getfixturevalue("exclusive_gpus") if gpus == 2 else None
     request.getfixturevalue("cupy_stand_in")  # on PYTHONPATH, with the settings above
     job = mpiexec(*TRAIN, "--device", "cuda", "--save", str(tmp_path / "two.npz"))
     assert job.returncode == 0, job.stderr
     first = job.stdout.splitlines()[0]
     assert first.startswith("xpnet: training on cuda:0 (cupy), float64, 2 processes "
                             f"(data-parallel, gradients by {transport}"), first
-    ranks = holders(exclusive_gpus)
-    assert sorted(ranks) == [0, 1] and ranks[0] != ranks[1]  # each rank on its own GPU alone
+    if exclusive is not None:  # each rank on its own GPU alone, in EXCLUSIVE_PROCESS mode
+        ranks = holders(exclusive)
+        assert sorted(ranks) == [0, 1] and ranks[0] != ranks[1]
     two = params(tmp_path / "two.npz")
     assert sorted(two) == sorted(one_process)
     for key, value in one_process.items():
         np.testing.assert_allclose(two[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+class TwoRanks:
+    """Rank 0's view of a two-rank MPI communicator whose other rank is on GPU 1."""
+
+    def __init__(self, cupy) -> None:
+        self.cupy = cupy
+
+    def allgather(self, mine):
+        (host, _), why = mine
+        return [mine, ((host, self.cupy.cuda.runtime.deviceGetPCIBusId(1)), why)]
+
+    def bcast(self, value, root=0):
+        return value
+
+
+def test_nccl_setup_failures_name_their_cause(cupy_stand_in, monkeypatch):
+    from cupy.cuda import nccl
+    from mpi4py import MPI
+
+    dev = xpnet.device("cuda:0")
+    monkeypatch.setattr(nccl, "NcclCommunicator",
+                        lambda *args: (_ for _ in ()).throw(RuntimeError("NCCL_ERROR_SYSTEM")))
+    with pytest.raises(xpnet.distributed.DistributedError,
+                       match=r"NCCL could not start on rank 0 \(NCCL_ERROR_SYSTEM\); run with NCCL_DEBUG"):
+        transports._nccl(TwoRanks(cupy_stand_in), MPI, dev, 0, 2)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", None)  # a CuPy built without NCCL
+    monkeypatch.delattr(cupy_stand_in.cuda, "nccl")
+    transport, reason = transports._nccl(TwoRanks(cupy_stand_in), MPI, dev, 0, 2)
+    assert transport is None and reason.startswith("CuPy has no NCCL module (")
+
+
+def test_nccl_refuses_dtypes_it_cannot_reduce(cupy_stand_in):
+    from cupy.cuda import nccl
+
+    transport = transports.NcclTransport(nccl, types.SimpleNamespace(allReduce=print), cupy_stand_in)
+    with pytest.raises(xpnet.distributed.DistributedError, match="NCCL cannot reduce bool arrays"):
+        transport.allreduce(cupy_stand_in.zeros(2, dtype=bool))
+
+
+def test_a_cuda_runtime_that_fails_is_one_line(cupy_stand_in, monkeypatch):
+    def fail() -> int:
+        raise cupy_stand_in.cuda.runtime.CUDARuntimeError(35, "cudaErrorInsufficientDriver",
+                                                          "driver too old\nsecond line")
+    monkeypatch.setattr(cupy_stand_in.cuda.runtime, "runtimeGetVersion", fail)
+    assert xpnet.cuda_status() == (0, "CuPy is installed but CUDA is unusable: "
+                                      "cudaErrorInsufficientDriver: driver too old")
 
 
 # --- defects 3 and 4: NCCL comes with the GPU extras, named for the CUDA in use ---------------
