@@ -280,7 +280,7 @@ def namespace_of(*arrays: Any) -> ModuleType:
     naming both arrays and how to move one (``xpnet.device(spec).send(x)``).
     """
     # Fast path, taken by every layer call: arrays of one type already seen. array_namespace
-    # costs 1 to 20 us a call (array-api-strict's __array_namespace__ the most).
+    # is slow for this (docs/performance.md, "What made xpnet faster", item 3).
     kind = type(arrays[0]) if arrays else None
     xp = _NAMESPACE_OF_TYPE.get(kind)
     if xp is not None and (len(arrays) == 1 or all(type(a) is kind for a in arrays)
