@@ -383,3 +383,37 @@ def test_jax_matmuls_run_at_full_precision_in_xpnet_and_only_there():
         assert products >= 3 and jaxpr.count("precision=(Precision.HIGHEST, Precision.HIGHEST)") == products
     assert jax.config.jax_default_matmul_precision is None  # no process-wide switch
     assert "precision" not in str(jax.make_jaxpr(lambda a: a @ a)(x[0, 0]))
+
+
+# --- the remaining GPU branches that a CPU can reach ------------------------------------------
+
+
+def test_a_cupy_that_fails_to_import_is_one_line(monkeypatch):
+    class Broken:  # a CuPy whose extension modules raise something other than ImportError
+        def find_spec(self, name, path=None, target=None):
+            if name == "cupy":
+                raise RuntimeError("CUDA driver version is insufficient\nsecond line")
+            return None
+
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    xpnet.cuda.cuda_status.cache_clear()
+    try:
+        count, reason = xpnet.cuda_status()
+    finally:
+        xpnet.cuda.cuda_status.cache_clear()
+    assert count == 0 and reason.startswith(
+        "CuPy failed to import (CUDA driver version is insufficient); reinstall it: install CuPy")
+
+
+def test_torch_cuda_ranks_and_buffers_are_told_apart_without_a_gpu():
+    import torch
+
+    from xpnet.commands import _rank_gpu
+    from xpnet.packing import kind_of
+
+    expected = "torch:cuda:1" if torch.cuda.device_count() > 1 else None
+    assert _rank_gpu("torch:cuda", 1) == (expected or (
+        "torch:cuda:0" if torch.cuda.is_available() else "torch:cuda"))  # device() says why
+    gpu = xpnet.Device("torch:cuda:0", "torch", None, torch.device("cuda", 0), 0)
+    assert kind_of(gpu) == "torch-cuda" and kind_of(xpnet.device("torch:cpu")) == "host"

@@ -9,7 +9,9 @@ numbers) and where they cross from the host, which :meth:`Device.send` does.
 CuPy also has a *current* GPU, where creation functions (which ignore ``device=``), ``take``,
 ``astype`` and kernels allocate, and whose kernels refuse another GPU's arrays. Code that
 computes on arrays it was given runs inside :func:`on_device_of` (or
-:func:`on_input_device`), which enters the arrays' GPU and does nothing on other backends.
+:func:`on_input_device`), which enters the arrays' GPU; on JAX it enters full float32 matmul
+precision instead (see :data:`DEVICE_CONTEXTS`), and on other backends it does nothing.
+Whether CuPy can use a GPU at all is :mod:`xpnet.cuda`'s question.
 
 Specs (see ``docs/backends.md``)::
 
@@ -190,7 +192,8 @@ def _cached_library_of(x: Any) -> str | None:
 
 def on_device_of(*arrays: Any) -> contextlib.AbstractContextManager:
     """A context manager entering the device of the first of ``arrays`` whose backend has a
-    current device (see :data:`DEVICE_CONTEXTS`); a no-op for everything else.
+    current device, or JAX's full precision (see :data:`DEVICE_CONTEXTS`); a no-op for
+    everything else.
 
     Public entries wrap themselves in it so that arrays on ``cuda:1`` compute and allocate
     on GPU 1 without the caller writing ``with dev:``. Python scalars and ``None`` are skipped.
