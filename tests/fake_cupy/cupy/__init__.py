@@ -106,7 +106,7 @@ class ndarray(NDArrayOperatorsMixin):
     mT = property(lambda self: _wrap(self._array.mT, self._device_id))
 
     def __repr__(self) -> str:
-        return repr(self._array).replace("array(", "array(", 1) + f"  # on GPU {self._device_id}"
+        return f"{self._array!r}  # on GPU {self._device_id}"
 
     def __len__(self) -> int:
         return len(self._array)
@@ -276,11 +276,10 @@ def get_array_module(*args: Any) -> types.ModuleType:
     return sys.modules[__name__] if builtins.any(isinstance(a, ndarray) for a in args) else numpy
 
 
-__all__ = ["ndarray", "asarray", "array", "asnumpy", "get_array_module", "cuda", "random",
-           "linalg", "fft"]
+__all__ = ["ndarray", "asarray", "array", "asnumpy", "get_array_module"]
 _namespace = globals()
 for _name in numpy.__all__:
-    if _name in _namespace or _name in ("ndarray",):
+    if _name in _namespace:  # ours: ndarray, asarray, array
         continue
     _value = getattr(numpy, _name)
     if isinstance(_value, types.ModuleType):
@@ -291,5 +290,5 @@ for _name in numpy.__all__:
     __all__.append(_name)
 del _name, _value, _namespace
 
-from . import fft, linalg, random  # noqa: E402  (after the functions they wrap)
+from . import fft, linalg, random  # noqa: E402, F401  (after the functions they wrap)
 
