@@ -48,7 +48,7 @@ _NO_KERNEL = frozenset({"result_type", "can_cast", "isdtype", "issubdtype", "sha
 
 
 def _peer_error(resides: int, current: int) -> ValueError:
-    # cupy/_core/_kernel.pyx, _check_peer_access
+    # cupy/_core/_kernel.pyx:107-123, _check_peer_access, where peer access is unavailable
     return ValueError(f"The device where the array resides ({resides}) is different from the "
                       f"current device ({current}). Peer access is unavailable between these "
                       "devices.")

@@ -2,7 +2,7 @@
 mpi4py's ``COMM_WORLD``, with NCCL's signatures: raw device pointers, element counts, NCCL
 datatype and operation codes, a stream. ``XPNET_FAKE_NCCL=0`` models a CuPy that cannot load
 NCCL (no nvidia-nccl-cuXX wheel): ``available`` is False and nothing else is defined
-(cupy/cuda/nccl.py:11-19 catches the ImportError of the star import).
+(cupy/cuda/nccl.py:12-19 catches the ImportError of the star import).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ if available:
         def __init__(self, ndev: int, commId: bytes, rank: int, config: object = None) -> None:
             from mpi4py import MPI
 
-            if len(commId) != NCCL_UNIQUE_ID_BYTES:  # nccl.pyx:327-330
-                raise ValueError(f"commId must be {NCCL_UNIQUE_ID_BYTES} bytes")
+            if len(commId) != NCCL_UNIQUE_ID_BYTES:  # nccl.pyx:329-331
+                raise ValueError(f"commId length {len(commId)} != {NCCL_UNIQUE_ID_BYTES}.")
             self._comm = MPI.COMM_WORLD
             if (self._comm.Get_size(), self._comm.Get_rank()) != (ndev, rank):
                 raise RuntimeError("NCCL_ERROR_INVALID_ARGUMENT: rank or size mismatch")
