@@ -42,7 +42,7 @@ from xpnet.conv import Convolution, Pooling
 # (run as a script, or by path through importlib as the tests do)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
-    Impl, device_sync, environment, interleaved, jax_device_for, jax_sync, torch_device_for,
+    Impl, blas_summary, device_sync, environment, interleaved, jax_device_for, jax_sync, torch_device_for,
     torch_full_fp32, torch_sync)
 
 # (name, N, C, H, W, filters, filter size, stride, pad): the book's ch.7 layer first
@@ -276,7 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {env['cpu']}, {env['cores']} cores, load {env['load_average_at_start'][0]:.2f}; "
           f"xpnet on {dev.name}{', ' + env['gpu'] if 'gpu' in env else ''}, torch "
           f"{torch.__version__} on {where} ({torch.get_num_threads()} threads); numpy "
-          f"{np.__version__} ({env['numpy_blas']}, {env['numpy_blas_threads']} threads)")
+          f"{np.__version__} ({env['numpy_blas']}, {env['numpy_blas_threads']} threads); BLAS "
+          f"kernels: {blas_summary(env['blas_kernels'])}; OPENBLAS_CORETYPE "
+          f"{env['openblas_coretype'] or 'unset'}")
 
     rng = np.random.default_rng(0)
     rows = []

@@ -86,7 +86,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from book_reference import (  # noqa: E402
     BookTwoLayerNet, book_one_hot, train_neuralnet, train_step)
 from harness import (  # noqa: E402
-    Impl, device_sync, environment, fmt, interleaved, jax_device_for, jax_sync, load_average,
+    Impl, blas_summary, device_sync, environment, fmt, interleaved, jax_device_for, jax_sync, load_average,
     no_sync, ratio, table, torch_device_for, torch_full_fp32, torch_sync)
 
 CONFIGS = [(100, 50), (100, 1000), (1000, 50), (1000, 1000)]  # (batch size, hidden size)
@@ -533,9 +533,10 @@ def main() -> None:
         f"({'quick smoke run, numbers not meaningful' if args.quick else 'full run'})")
     for key in ("cpu", "cores", "gpu", "platform", "python", "numpy", "numpy_blas",
                 "numpy_blas_threads", "torch", "torch_threads", "jax", "cupy", "thread_env",
-                "load_average_at_start"):
+                "load_average_at_start", "openblas_coretype"):
         if key in env:
             say(f"  {key}: {env[key]}")
+    say(f"  blas kernels: {blas_summary(env['blas_kernels'])}")
     say(f"  {windows} windows of ~{window_s} s per implementation, each after {args.gap_s} s "
         "idle; "
         f"{'PyTorch not installed' if torch is None else 'PyTorch float32 eager'}")

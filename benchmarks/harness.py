@@ -195,6 +195,29 @@ def openblas_threads() -> int | None:
     return None
 
 
+def blas_kernels() -> list[dict[str, Any]]:
+    """The BLAS libraries loaded in this process and the kernel each runs, as threadpoolctl's
+    ``threadpool_info()`` reports them: ``internal_api`` (openblas, mkl, blis), ``version``,
+    ``architecture`` (the CPU kernel OpenBLAS chose, e.g. Haswell or SkylakeX: the
+    ``OPENBLAS_CORETYPE`` variable overrides its detection, and an older kernel can halve large
+    matrix products), ``num_threads`` and the file. Call it after importing NumPy and PyTorch."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return [{"error": "threadpoolctl is not installed (pip install threadpoolctl)"}]
+    keys = ("internal_api", "version", "architecture", "num_threads", "threading_layer", "filepath")
+    return [{key: library.get(key) for key in keys} for library in threadpool_info()
+            if library.get("user_api") == "blas"]
+
+
+def blas_summary(kernels: list[dict[str, Any]]) -> str:
+    """``openblas 0.3.31 (SkylakeX kernel, 2 threads)``, one entry per library, for a header."""
+    if kernels and "error" in kernels[0]:
+        return kernels[0]["error"]
+    return "; ".join(f"{k['internal_api']} {k['version']} ({k['architecture'] or '?'} kernel, "
+                     f"{k['num_threads']} threads)" for k in kernels) or "no BLAS loaded"
+
+
 def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 
@@ -210,6 +233,9 @@ def environment(dev: xpnet.Device, torch: Any) -> dict[str, Any]:
         "device": dev.name, "load_average_at_start": load_average(),
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                   "MKL_NUM_THREADS") if k in os.environ},
+        # which kernels the figures come from (OPENBLAS_CORETYPE pins an older one)
+        "blas_kernels": blas_kernels(),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
     if torch is not None:
         env["torch"] = torch.__version__

@@ -10,13 +10,20 @@ usable GPUs; ``pytest -m gpu`` selects those cases alone.
 
 ``cupy_like`` yields ``array_api_strict:device1`` under tests/cupy_semantics.py's CuPy device
 rules: a second GPU's behaviour on a CPU (mark its tests ``cupy_semantics``).
+
+``cupy_stand_in`` imports tests/fake_cupy's CuPy stand-in on NumPy as ``cupy`` (two fake GPUs,
+NCCL over mpi4py), for this test and the subprocesses it starts (``PYTHONPATH``): every line
+of xpnet that runs only for CuPy, on a CPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -112,3 +119,39 @@ def isolated_mnist(mnist_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from the packaged files whatever $XPNET_DATA_DIR says."""
     monkeypatch.setenv("XPNET_CACHE_DIR", str(mnist_cache))
     monkeypatch.delenv("XPNET_DATA_DIR", raising=False)
+
+
+FAKE_CUPY = Path(__file__).parent / "fake_cupy"
+
+
+def _forget_cupy() -> dict[str, ModuleType]:
+    """Drop every imported module of CuPy (real or stand-in) and what cached it; return them."""
+    from xpnet import backend, cuda
+
+    dropped = {name: sys.modules.pop(name) for name in list(sys.modules)
+               if name.split(".")[0] == "cupy" or name.startswith("array_api_compat.cupy")}
+    for cache in (backend._LIBRARY_OF_TYPE, backend._NAMESPACE_OF_TYPE):
+        for kind in [k for k in cache if k.__module__.split(".")[0] == "cupy"]:
+            del cache[kind]
+    cuda.cuda_status.cache_clear()
+    cuda.gpu_problem.cache_clear()
+    return dropped
+
+
+@pytest.fixture
+def cupy_stand_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """tests/fake_cupy's CuPy stand-in, imported fresh as ``cupy`` (its settings are the
+    ``XPNET_FAKE_*`` variables: set them with ``monkeypatch`` before requesting this fixture),
+    and first on ``PYTHONPATH`` for subprocesses. A real CuPy imported before is put back
+    afterwards."""
+    real = _forget_cupy()
+    monkeypatch.syspath_prepend(str(FAKE_CUPY))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(FAKE_CUPY), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    import cupy
+
+    try:
+        yield cupy
+    finally:
+        _forget_cupy()
+        sys.modules.update(real)

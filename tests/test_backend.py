@@ -415,11 +415,13 @@ def fake_cupy(monkeypatch):
     def install(**kwargs) -> FakeCupy:
         fake = FakeCupy(**kwargs)
         monkeypatch.setitem(sys.modules, "cupy", fake)
-        backend_module.cuda_status.cache_clear()
+        xpnet.cuda.cuda_status.cache_clear()
+        xpnet.cuda.gpu_problem.cache_clear()
         return fake
 
     yield install
-    backend_module.cuda_status.cache_clear()
+    xpnet.cuda.cuda_status.cache_clear()
+    xpnet.cuda.gpu_problem.cache_clear()
 
 
 def _one_line_status() -> tuple[int, str]:
@@ -428,10 +430,14 @@ def _one_line_status() -> tuple[int, str]:
     return count, reason
 
 
-def test_cuda_status_usable_after_a_kernel_a_matmul_and_a_draw_on_gpu_0(fake_cupy):
+def test_cuda_status_counts_without_touching_a_gpu_and_the_probe_runs_on_the_gpu_used(fake_cupy):
+    """Issue 19, defect 2: the count is getDeviceCount alone; the kernel, matmul and draw run
+    on the GPU that will be used (here GPU 1), never on GPU 0."""
     fake = fake_cupy(devices=2)
     assert _one_line_status() == (2, "")
-    assert fake.calls == [("nvrtc", 0), ("cublas", 0), ("curand", 0), ("random", 0)]
+    assert fake.calls == []
+    assert xpnet.cuda.gpu_problem(1) == ""
+    assert fake.calls == [("nvrtc", 1), ("cublas", 1), ("curand", 1), ("random", 1)]
 
 
 def test_cuda_status_without_a_driver(fake_cupy):
@@ -460,14 +466,16 @@ def test_cuda_status_with_a_driver_but_no_device(fake_cupy):
 @pytest.mark.parametrize("library, named", [("nvrtc", "NVRTC"), ("cublas", "cuBLAS"), ("curand", "cuRAND")])
 def test_cuda_status_names_the_missing_library_and_the_fix(fake_cupy, library, named):
     fake_cupy(fail=library)
-    count, reason = _one_line_status()
-    assert count == 0 and named in reason and f"lib{library}.so.12" in reason
+    assert _one_line_status() == (2, "")
+    reason = xpnet.cuda.gpu_problem(0)
+    assert "\n" not in reason and "GPU 0" in reason
+    assert named in reason and f"lib{library}.so.12" in reason
     assert "pip install 'xpnet[cuda12]'" in reason and "cupy-cuda12x[ctk]" in reason
 
 
 def test_cuda_status_adds_an_old_driver_to_a_failing_probe(fake_cupy):
     fake_cupy(driver=12020, built=12090, fail="cublas")
-    _, reason = _one_line_status()
+    reason = xpnet.cuda.gpu_problem(0)
     assert "cuBLAS" in reason and "driver supports CUDA 12.2, older than the 12.9" in reason
 
 

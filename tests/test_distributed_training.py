@@ -65,7 +65,8 @@ def test_two_processes_end_with_the_one_process_parameters(model, tmp_path, caps
     assert_same_model(tmp_path / "one.npz", tmp_path / "two.npz")
     out = job.stdout.splitlines()
     # rank 0 alone prints: the device line (naming the job) and the final line, once each
-    assert out[0] == "xpnet: training on cpu (numpy), float64, 2 processes (data-parallel)"
+    assert out[0] == ("xpnet: training on cpu (numpy), float64, 2 processes (data-parallel, "
+                      "gradients by MPI on the packed buffer itself)")
     assert len(out) == 2 and out[1].split(" (")[0] == one_out[-1].split(" (")[0]
 
 

@@ -9,7 +9,9 @@ numbers) and where they cross from the host, which :meth:`Device.send` does.
 CuPy also has a *current* GPU, where creation functions (which ignore ``device=``), ``take``,
 ``astype`` and kernels allocate, and whose kernels refuse another GPU's arrays. Code that
 computes on arrays it was given runs inside :func:`on_device_of` (or
-:func:`on_input_device`), which enters the arrays' GPU and does nothing on other backends.
+:func:`on_input_device`), which enters the arrays' GPU; on JAX it enters full float32 matmul
+precision instead (see :data:`DEVICE_CONTEXTS`), and on other backends it does nothing.
+Whether CuPy can use a GPU at all is :mod:`xpnet.cuda`'s question.
 
 Specs (see ``docs/backends.md``)::
 
@@ -38,6 +40,8 @@ from array_api_compat import array_namespace
 from array_api_compat import device as array_device_of
 from array_api_compat import is_cupy_array, is_jax_array, is_numpy_array, is_torch_array, to_device
 
+from .cuda import cuda_status, gpu_problem
+from .cuda import make_current as make_current_gpu
 from .errors import BackendMismatchError, DeviceError
 
 __all__ = ["Device", "device", "device_of", "namespace_of", "to_numpy", "cuda_status", "VALID_SPECS",
@@ -50,7 +54,6 @@ VALID_SPECS = (
     "torch:meta, jax, jax:cpu, jax:cuda, jax:cuda:N (jax:gpu[:N]), array_api_strict, "
     "array_api_strict:DEVICE (for example array_api_strict:device1)"
 )
-CUPY_INSTALL_HINT = "install CuPy with pip install 'xpnet[cuda12]' (or [cuda13] for CUDA 13 drivers)"
 
 Array = Any  # any array of a supported library; the standard has no common type
 
@@ -59,10 +62,24 @@ Array = Any  # any array of a supported library; the standard has no common type
 # ``device=`` (array-api-compat's cupy/_aliases.py), and its kernels raise on arrays of a
 # GPU other than the current one (cupy/_core/_kernel.pyx, _check_peer_access).
 # ``cupy.cuda.Device`` is itself a re-entrant context manager (cupy/cuda/device.pyx).
+#
+# JAX has no current device, but has a setting xpnet's calls must run under: its float32
+# matrix products default to TF32 on NVIDIA GPUs from Ampere on ("DEFAULT: ... On GPU: uses
+# tensorfloat32 if available", jax/_src/lax/lax.py:2138-2149, Precision, JAX 0.10.2), where
+# CuPy and PyTorch compute in float32. ``jax.default_matmul_precision`` is a context manager
+# (jax/_src/config.py:1755), so the full precision holds inside xpnet's calls and their
+# traces (``precision=HIGHEST`` on each dot_general) and nowhere else in the process.
 DEVICE_CONTEXTS: dict[str, Callable[[Any], contextlib.AbstractContextManager]] = {
     "cupy": lambda array_device: array_device,
+    "jax": lambda array_device: _jax_full_precision(),
 }
 _NO_CONTEXT = contextlib.nullcontext()  # stateless, so one instance serves every caller
+
+
+def _jax_full_precision() -> contextlib.AbstractContextManager:
+    import jax
+
+    return jax.default_matmul_precision("highest")
 
 
 class Device:
@@ -71,9 +88,9 @@ class Device:
     ``xp`` is the array-api-compat namespace, ``array_device`` is what that namespace's
     ``device=`` arguments take, ``name`` is the canonical spec (``"cuda:0"``), and
     ``fallback_reason`` says why ``"auto"`` chose the CPU (``None`` otherwise).
-    Entering the device (``with dev:``) makes it the current device of backends listed in
-    :data:`DEVICE_CONTEXTS` (CuPy's current GPU, where its creation functions, ``take``,
-    ``astype`` and kernels allocate); for other backends it does nothing.
+    Entering the device (``with dev:``) enters its backend's entry of :data:`DEVICE_CONTEXTS`:
+    CuPy's current GPU (where its creation functions, ``take``, ``astype`` and kernels
+    allocate), JAX's full float32 matmul precision; for other backends it does nothing.
     """
 
     def __init__(self, name: str, backend: str, xp: ModuleType, array_device: Any,
@@ -175,7 +192,8 @@ def _cached_library_of(x: Any) -> str | None:
 
 def on_device_of(*arrays: Any) -> contextlib.AbstractContextManager:
     """A context manager entering the device of the first of ``arrays`` whose backend has a
-    current device (see :data:`DEVICE_CONTEXTS`); a no-op for everything else.
+    current device, or JAX's full precision (see :data:`DEVICE_CONTEXTS`); a no-op for
+    everything else.
 
     Public entries wrap themselves in it so that arrays on ``cuda:1`` compute and allocate
     on GPU 1 without the caller writing ``with dev:``. Python scalars and ``None`` are skipped.
@@ -183,7 +201,7 @@ def on_device_of(*arrays: Any) -> contextlib.AbstractContextManager:
     for x in arrays:
         enter = DEVICE_CONTEXTS.get(_cached_library_of(x))
         if enter is not None:
-            return enter(x.device)
+            return enter(getattr(x, "device", None))  # a JAX tracer has no device
     return _NO_CONTEXT
 
 
@@ -203,7 +221,7 @@ def on_input_device(function: Function) -> Function:
         for x in args:  # ``self`` first for a method: a type seen once, then a dict hit
             enter = DEVICE_CONTEXTS.get(_cached_library_of(x))
             if enter is not None:
-                with enter(x.device):
+                with enter(getattr(x, "device", None)):
                     return function(*args, **kwargs)
         with on_device_of(*kwargs.values()):  # arrays given by keyword
             return function(*args, **kwargs)
@@ -265,7 +283,7 @@ def namespace_of(*arrays: Any) -> ModuleType:
     naming both arrays and how to move one (``xpnet.device(spec).send(x)``).
     """
     # Fast path, taken by every layer call: arrays of one type already seen. array_namespace
-    # costs 1 to 20 us a call (array-api-strict's __array_namespace__ the most).
+    # is slow for this (docs/performance.md, "What made xpnet faster", item 3).
     kind = type(arrays[0]) if arrays else None
     xp = _NAMESPACE_OF_TYPE.get(kind)
     if xp is not None and (len(arrays) == 1 or all(type(a) is kind for a in arrays)
@@ -314,93 +332,6 @@ def _compat_numpy() -> ModuleType:
     return importlib.import_module("array_api_compat.numpy")
 
 
-@functools.cache
-def cuda_status() -> tuple[int, str]:
-    """``(number of usable CUDA GPUs for CuPy, reason if none)``, probed once per process.
-
-    ``import cupy`` succeeds on machines without a GPU, so this asks the CUDA runtime, names
-    the cause of a failure (no driver, a driver older than the CUDA this CuPy was built for,
-    no visible device), and before calling GPU 0 usable runs on it a kernel (NVRTC), a matrix
-    product (cuBLAS) and a random draw (cuRAND): CuPy loads each library at first use, so a
-    wheel without its ``[ctk]`` extra imports fine and fails there. The reason is one line
-    naming the fix.
-    """
-    try:
-        import cupy
-    except ImportError:
-        return 0, f"CuPy is not installed; {CUPY_INSTALL_HINT}"
-    except Exception as exc:  # a broken CuPy install raises anything from its extension modules
-        return 0, f"CuPy failed to import ({_first_line(exc)}); reinstall it: {CUPY_INSTALL_HINT}"
-    runtime = cupy.cuda.runtime
-    try:
-        # the runtime is linked into CuPy statically: this answers even without a driver
-        built = runtime.runtimeGetVersion()
-        driver = runtime.driverGetVersion()  # 0 when no driver is installed
-    except Exception as exc:
-        return 0, f"CuPy is installed but CUDA is unusable: {_first_line(exc)}"
-    wheel = f"this CuPy ({cupy.__version__}) is built for CUDA {_cuda_version(built)}"
-    if not driver:
-        return 0, (f"CuPy is installed but no NVIDIA driver was found; {wheel} and needs a driver "
-                   f"for CUDA {built // 1000}.0 or newer")
-    if driver // 1000 < built // 1000:  # CUDA's minor-version compatibility stops at the major
-        fix = (f"pip install 'xpnet[cuda{driver // 1000}]' for this driver, or update the driver"
-               if driver // 1000 in (12, 13) else "update the NVIDIA driver")
-        return 0, (f"CuPy cannot use the GPU: the NVIDIA driver supports CUDA "
-                   f"{_cuda_version(driver)} but {wheel}; {fix}")
-    try:
-        count = runtime.getDeviceCount()
-    except Exception as exc:  # cudaErrorNoDevice and the like
-        count, why = 0, f" ({_first_line(exc)})"
-    else:
-        why = ""
-    if not count:
-        return 0, (f"CuPy is installed and a driver for CUDA {_cuda_version(driver)} found, but no "
-                   f"CUDA device is visible{why}; check nvidia-smi and CUDA_VISIBLE_DEVICES")
-    problem = _probe_gpu(cupy, built // 1000)
-    if problem and driver < built:
-        problem += (f" (the driver supports CUDA {_cuda_version(driver)}, older than the "
-                    f"{_cuda_version(built)} CuPy is built for: updating it may help)")
-    return (0, problem) if problem else (count, "")
-
-
-# (what runs, the CUDA library it needs, how): CuPy compiles kernels with NVRTC at first use
-# (cupy/_core/core.pyx: compile_with_cache, with the CUDA headers), imports cuBLAS at the first
-# matmul (cupy/_core/_routines_linalg.pyx: tensordot_core) and cuRAND with its Generator API
-_PROBES: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
-    ("a kernel", "NVRTC or the CUDA headers", lambda cupy: cupy.arange(4, dtype="float32") * 2),
-    ("a matrix product", "cuBLAS",
-     lambda cupy: cupy.matmul(cupy.ones((2, 2), dtype="float32"), cupy.ones((2, 2), dtype="float32"))),
-    ("a random draw", "cuRAND", lambda cupy: cupy.random.default_rng(0).random(4)),
-)
-
-
-def _probe_gpu(cupy: ModuleType, cuda_major: int) -> str:
-    """Run each probe on GPU 0; the first failure as one line with its fix, or ``""``.
-
-    The libraries are per process, not per GPU, so GPU 0 stands for all of them.
-    """
-    with cupy.cuda.Device(0):
-        for what, library, run in _PROBES:
-            try:
-                run(cupy)
-                cupy.cuda.get_current_stream().synchronize()  # launch errors surface here
-            except Exception as exc:
-                return (f"CuPy sees the GPU but {what} failed: {library} is missing or broken "
-                        f"({_first_line(exc)}); pip install 'xpnet[cuda{cuda_major}]' installs "
-                        f"cupy-cuda{cuda_major}x[ctk], which brings the CUDA libraries as wheels")
-    return ""
-
-
-def _cuda_version(version: int) -> str:
-    """CUDA's integer version (12090) as text (12.9)."""
-    return f"{version // 1000}.{version % 1000 // 10}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 _SPEC = re.compile(
     r"^(?:(?P<cpu>cpu|numpy)|(?P<auto>auto)|(?P<cupy>cuda|cupy)(?::(?P<cupy_index>\d+))?"
     r"|torch:(?P<torch>cpu|meta|cuda(?::(?P<torch_index>\d+))?)"
@@ -409,11 +340,15 @@ _SPEC = re.compile(
 )
 
 
-def device(spec: str | Device = "cpu") -> Device:
+def device(spec: str | Device = "cpu", *, make_current: bool = False) -> Device:
     """Resolve a device spec (see the module docstring) to a :class:`Device`.
 
     An explicit CUDA spec without a usable GPU raises :class:`DeviceError` with the cause
-    and the fix; ``"auto"`` falls back to the CPU and logs why, in one line.
+    and the fix; ``"auto"`` falls back to the CPU and logs why, in one line. Only the GPU
+    chosen is probed (:func:`xpnet.cuda.gpu_problem`). ``make_current=True``, for a process
+    that computes on this one device (a command, a rank of a data-parallel job), first makes
+    a CuPy GPU the process's current device (:func:`xpnet.cuda.make_current`), so that no
+    CUDA context is ever created on another GPU.
     """
     if isinstance(spec, Device):
         return spec
@@ -425,13 +360,17 @@ def device(spec: str | Device = "cpu") -> Device:
     if match["auto"]:
         count, reason = cuda_status()
         if count:
-            return _cupy_device(0)
+            if make_current:
+                make_current_gpu(0)
+            reason = gpu_problem(0)
+            if not reason:
+                return _cupy_device(0)
         logger.warning("xpnet: no usable GPU (%s); using the CPU", reason)
         cpu = device("cpu")
         cpu.fallback_reason = reason
         return cpu
     if match["cupy"]:
-        return _cupy_device(int(match["cupy_index"] or 0))
+        return _cupy_device(int(match["cupy_index"] or 0), make_current)
     if match["torch"]:
         return _torch_device(match["torch"], match["torch_index"])
     if match["jax"]:
@@ -439,14 +378,18 @@ def device(spec: str | Device = "cpu") -> Device:
     return _strict_device(match["strict_device"] or "cpu_device")
 
 
-def _cupy_device(index: int) -> Device:
+def _cupy_device(index: int, make_current: bool = False) -> Device:
     count, reason = cuda_status()
-    if not count:
-        raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to train "
-                          "on the CPU")
-    if index >= count:
+    if count and index >= count:
         raise DeviceError(f"cannot use cuda:{index}: this machine has {count} CUDA device(s), "
                           f"numbered 0 to {count - 1}")
+    if count:
+        if make_current:
+            make_current_gpu(index)
+        reason = gpu_problem(index)
+    if reason:
+        raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to train "
+                          "on the CPU")
     import cupy
 
     return Device(f"cuda:{index}", "cupy", importlib.import_module("array_api_compat.cupy"),

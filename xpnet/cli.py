@@ -177,7 +177,7 @@ def run_check(args: argparse.Namespace) -> int:
     from .backend import device
     from .device_check import format_table, run_checks
 
-    dev = device(args.device)
+    dev = device(args.device, make_current=True)
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
     print(f"xpnet check on {dev.name} ({dev.backend}), against NumPy float64")
     rows = run_checks(dev, dtypes)

@@ -130,7 +130,7 @@ def training_device(spec: str | Device, comm: distributed.Communicator | None = 
     """
     if comm is not None and comm.size > 1 and isinstance(spec, str):
         spec = _rank_gpu(spec.strip().lower(), comm.local_rank)
-    dev = resolve_device(spec)
+    dev = resolve_device(spec, make_current=True)  # a CuPy GPU: no context on any other
     if dev.name == "torch:meta":
         raise ConfigError("torch:meta holds shapes but no values, so nothing can be trained or "
                           "measured there (it exists to find host syncs in tests); use torch:cpu")
@@ -332,7 +332,8 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
            dev: Device, say: Callable[[str], None], log_file: TextIO | None,
            data: Dataset) -> list[EpochRecord]:
     comm = trainer.comm
-    processes = f", {comm.size} processes (data-parallel)" if comm.size > 1 else ""
+    processes = (f", {comm.size} processes (data-parallel, gradients by "
+                 f"{comm.transport_name(dev)})" if comm.size > 1 else "")
     compiled = ", each step compiled (--jit)" if options.jit else ""
     say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}{processes}{compiled}")
     if not options.quiet:

@@ -14,16 +14,9 @@ reduces it with one collective. Before that, the ranks compare an 8-byte hash of
 keys, shapes and dtypes in one tiny ``Allreduce``; when they differ, every rank raises
 :class:`DistributedError` naming the key, instead of hanging or averaging unrelated numbers.
 
-How the buffers travel, chosen once per device kind and logged once by rank 0 on the
-``"xpnet"`` logger:
-
-==========================  ==============================================================
-NumPy, torch CPU            MPI on the packed buffer itself (buffer protocol, DLPack)
-array-api-strict            MPI on a host copy of the packed buffer
-CuPy                        NCCL (``cupy.cuda.nccl``, its id broadcast over MPI) when every
-                            rank can load it; else a CUDA-aware MPI; else a host copy
-torch CUDA                  a CUDA-aware MPI; else a host copy
-==========================  ==============================================================
+How the buffers travel (:mod:`xpnet.transports`: NCCL for CuPy, else a CUDA-aware MPI, else
+host copies) is chosen once per device, logged once by rank 0 on the ``"xpnet"`` logger and
+given by :meth:`Communicator.transport_name`; the pack layout is :mod:`xpnet.packing`'s.
 
 :func:`init` also installs a ``sys.excepthook`` (as ChainerMN did): an uncaught exception on
 any rank prints its error and calls ``MPI.COMM_WORLD.Abort(1)``, ending the whole job
@@ -32,20 +25,20 @@ instead of leaving the other ranks waiting in a collective forever.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import numbers
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from types import ModuleType, TracebackType
 from typing import Any, NoReturn
 
 import numpy as np  # host staging and the small control messages only
 
-from .backend import Array, Device, device_of, namespace_of, to_numpy
-from .errors import ConfigError, XPNetError
+from .backend import Array, Device, namespace_of
+from .errors import ConfigError, DistributedError, XPNetError
+from .packing import Layout, explain, make_layout, structure_key
+from .transports import choose_transport
 
 __all__ = ["Communicator", "DistributedError", "SharedError", "DistributedOptimizer", "init", "current"]
 
@@ -58,173 +51,9 @@ _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_
 _LAYOUT_CACHE_SIZE = 64
 
 
-class DistributedError(XPNetError, RuntimeError):
-    """Ranks disagree on what they communicate, or MPI cannot be used as asked."""
-
-
 class SharedError(XPNetError):
     """An error every rank of the job raised together (see :meth:`Communicator.agree`): each
     can exit on its own, with no rank left waiting in a collective."""
-
-
-@dataclass(frozen=True)
-class _Group:
-    """The arrays of one dtype, packed in key order into one flat buffer."""
-
-    dtype: Any
-    name: str  # the dtype's name: float32, int64...
-    keys: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-    bounds: tuple[tuple[int, int], ...]  # each key's [start, stop) in the buffer
-    size: int
-
-
-@dataclass(eq=False)
-class _Layout:
-    """What a dict of arrays looks like: computed once per distinct structure, then cached."""
-
-    manifest: tuple  # ((key, shape, dtype name, kind), ...) sorted by key: what ranks compare
-    digest: int  # 62-bit hash of the manifest, equal on ranks whose manifests are equal
-    devices: tuple[Device, ...]  # distinct devices of the arrays, in key order
-    groups: tuple[_Group, ...]  # one per dtype, in order of dtype name
-    # One pack buffer per group, made on first use and reused: a fresh buffer handed to MPICH
-    # page-faulted on every call (28 faults at 159 KB, 1,109 at 3.2 MB) and reduced 3x slower.
-    buffers: list[Array] = field(default_factory=list)
-
-
-def _kind(device: Device) -> str:
-    """Which memory a device's arrays live in, as far as moving them is concerned."""
-    if device.backend == "cupy":
-        return "cupy"
-    if device.backend == "torch" and device.name.startswith("torch:cuda"):
-        return "torch-cuda"
-    if device.name == "torch:meta":
-        return "torch-meta"
-    return "host"
-
-
-def _dtype_name(dtype: Any) -> str:
-    return str(dtype).rsplit(".", 1)[-1]  # numpy: float32; torch and strict: <module>.float32
-
-
-def _make_layout(arrays: Mapping[str, Array]) -> _Layout:
-    keys = sorted(arrays)
-    devices = {key: device_of(arrays[key]) for key in keys}
-    manifest = tuple((key, tuple(arrays[key].shape), _dtype_name(arrays[key].dtype),
-                      _kind(devices[key])) for key in keys)
-    digest = int.from_bytes(hashlib.blake2b(repr(manifest).encode(), digest_size=8).digest(),
-                            "little") >> 2  # below 2**62, so -digest fits in an int64 too
-    groups = []
-    for name in sorted({entry[2] for entry in manifest}):
-        members = [entry for entry in manifest if entry[2] == name]
-        bounds, start = [], 0
-        for _, shape, _, _ in members:
-            count = 1
-            for n in shape:
-                count *= n
-            bounds.append((start, start + count))
-            start += count
-        groups.append(_Group(arrays[members[0][0]].dtype, name, tuple(m[0] for m in members),
-                             tuple(m[1] for m in members), tuple(bounds), start))
-    return _Layout(manifest, digest, tuple(dict.fromkeys(devices.values())), tuple(groups))
-
-
-def _ranks(ranks: list[int]) -> str:
-    return f"rank{'s' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))}"
-
-
-def _explain(manifests: list[tuple], operation: str, noun: str) -> str:
-    """One line naming the first key on which the ranks' manifests differ, and how."""
-    per_rank = [{key: tuple(rest) for key, *rest in manifest} for manifest in manifests]
-    fix = ("every rank must pass the same keys, shapes and dtypes (the same model, --dtype and "
-           "--device)")
-    for key in sorted(set().union(*per_rank)):
-        values = [entries.get(key) for entries in per_rank]
-        if len(set(values)) == 1:
-            continue
-        if None in values:
-            have = [r for r, v in enumerate(values) if v is not None]
-            lack = [r for r, v in enumerate(values) if v is None]
-            return (f"{operation}: {noun} {key!r} is on {_ranks(have)} but not on "
-                    f"{_ranks(lack)}; {fix}")
-        for what, position in (("shape", 0), ("dtype", 1), ("device kind", 2)):
-            seen: dict[Any, list[int]] = {}
-            for rank, value in enumerate(values):
-                seen.setdefault(value[position], []).append(rank)
-            if len(seen) > 1:
-                where = ", ".join(f"{value} on {_ranks(ranks)}" for value, ranks in seen.items())
-                return f"{operation}: {noun} {key!r} has {what} {where}; {fix}"
-    return f"{operation}: the ranks passed different arrays; {fix}"  # a hash collision, 1 in 2**62
-
-
-class _MpiTransport:
-    """MPI on the buffer's own memory: NumPy and torch CPU buffers, or GPU buffers under a
-    CUDA-aware MPI (after ``synchronize``: MPI does not wait for the device's queue)."""
-
-    def __init__(self, comm: Any, mpi: ModuleType, name: str,
-                 synchronize: Callable[[], None] | None = None) -> None:
-        self.comm, self.mpi, self.name, self.synchronize = comm, mpi, name, synchronize
-
-    def _exported(self, buf: Array) -> Array:
-        if self.synchronize is not None:
-            self.synchronize()
-        # a torch tensor that requires grad refuses DLPack export; detach() shares its memory
-        return buf.detach() if getattr(buf, "requires_grad", False) else buf
-
-    def allreduce(self, buf: Array) -> Array:
-        self.comm.Allreduce(self.mpi.IN_PLACE, self._exported(buf), op=self.mpi.SUM)
-        return buf
-
-    def bcast(self, buf: Array, root: int) -> Array:
-        self.comm.Bcast(self._exported(buf), root=root)
-        return buf
-
-
-class _HostTransport:
-    """MPI on a host copy, sent back to ``device``: the way for any array MPI cannot read."""
-
-    def __init__(self, comm: Any, mpi: ModuleType, device: Device, name: str) -> None:
-        self.comm, self.mpi, self.device, self.name = comm, mpi, device, name
-
-    def allreduce(self, buf: Array) -> Array:
-        host = np.require(to_numpy(buf), requirements=("C", "W"))
-        self.comm.Allreduce(self.mpi.IN_PLACE, host, op=self.mpi.SUM)
-        return self.device.send(host)
-
-    def bcast(self, buf: Array, root: int) -> Array:
-        host = np.require(to_numpy(buf), requirements=("C", "W"))
-        self.comm.Bcast(host, root=root)
-        return self.device.send(host)
-
-
-class _NcclTransport:
-    """NCCL through CuPy: the collective is queued on the current stream, no host sync."""
-
-    name = "NCCL"
-
-    def __init__(self, nccl: ModuleType, communicator: Any, cupy: ModuleType) -> None:
-        self.nccl, self.communicator, self.cupy = nccl, communicator, cupy
-        self.types = {"float16": nccl.NCCL_FLOAT16, "float32": nccl.NCCL_FLOAT32,
-                      "float64": nccl.NCCL_FLOAT64, "int32": nccl.NCCL_INT32,
-                      "int64": nccl.NCCL_INT64, "int8": nccl.NCCL_INT8, "uint8": nccl.NCCL_UINT8}
-
-    def _type(self, buf: Array) -> int:
-        try:
-            return self.types[_dtype_name(buf.dtype)]
-        except KeyError:
-            raise DistributedError(f"NCCL cannot reduce {buf.dtype} arrays; use one of "
-                                   f"{', '.join(self.types)}") from None
-
-    def allreduce(self, buf: Array) -> Array:
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.communicator.allReduce(buf.data.ptr, buf.data.ptr, buf.size, self._type(buf),
-                                    self.nccl.NCCL_SUM, stream)
-        return buf
-
-    def bcast(self, buf: Array, root: int) -> Array:
-        stream = self.cupy.cuda.get_current_stream().ptr
-        self.communicator.bcast(buf.data.ptr, buf.size, self._type(buf), root, stream)
-        return buf
 
 
 class Communicator:
@@ -249,7 +78,7 @@ class Communicator:
             node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
             self.local_rank, self.local_size = node.Get_rank(), node.Get_size()
             node.Free()
-        self._layouts: dict[tuple, _Layout] = {}
+        self._layouts: dict[tuple, Layout] = {}
         self._transports: dict[str, Any] = {}
         self._check = np.empty(2, dtype=np.int64)
 
@@ -396,13 +225,10 @@ class Communicator:
                     reduced[key] = piece / self.size if mean else xp.asarray(piece, copy=True)
         return {key: reduced[key] for key in arrays}
 
-    def _agreed_layout(self, arrays: Mapping[str, Array], operation: str, noun: str) -> _Layout:
+    def _agreed_layout(self, arrays: Mapping[str, Array], operation: str, noun: str) -> Layout:
         """``arrays``' layout, once every rank has checked that all ranks have the same one."""
         try:
-            # a cache key: the array's type and device attribute (the standard's; NumPy < 2 has
-            # none, but its arrays are all on the CPU) identify its device
-            structure = tuple((key, type(value), getattr(value, "device", None), value.dtype,
-                               tuple(value.shape)) for key, value in sorted(arrays.items()))
+            structure = structure_key(arrays)
         except (AttributeError, TypeError) as exc:
             raise DistributedError(f"{operation} takes a dict of arrays with str keys "
                                    f"({exc})") from None
@@ -410,13 +236,13 @@ class Communicator:
         if layout is None:
             if len(self._layouts) >= _LAYOUT_CACHE_SIZE:
                 self._layouts.clear()
-            layout = self._layouts[structure] = _make_layout(arrays)
+            layout = self._layouts[structure] = make_layout(arrays)
         # one 16-byte message: MIN of (digest, -digest) is (min, -max), equal only if all agree
         check = self._check
         check[0], check[1] = layout.digest, -layout.digest
         self._comm.Allreduce(self._mpi.IN_PLACE, check, op=self._mpi.MIN)
         if check[0] != -check[1]:
-            raise DistributedError(_explain(self._comm.allgather(layout.manifest), operation, noun))
+            raise DistributedError(explain(self._comm.allgather(layout.manifest), operation, noun))
         # the ranks agree, so these checks fail on every rank alike
         if len(layout.devices) > 1:
             raise DistributedError(f"{operation}: the arrays are on several devices "
@@ -431,81 +257,20 @@ class Communicator:
         """How ``device``'s buffers travel: chosen on first use (collectively for GPUs)."""
         transport = self._transports.get(device.name)
         if transport is None:
-            kind = _kind(device)
-            if kind == "host" and device.backend != "array_api_strict":
-                transport = _MpiTransport(self._comm, self._mpi, "MPI on the packed buffer itself")
-            elif kind == "host":
-                transport = _HostTransport(self._comm, self._mpi, device,
-                                           "MPI through a host copy")
-            else:
-                transport = self._gpu_transport(device)
+            transport = choose_transport(self._comm, self._mpi, device, self.rank, self.size)
             self._transports[device.name] = transport
             if self.is_root:
                 logger.info("xpnet.distributed: %d processes; %s arrays travel by %s",
                             self.size, device.name, transport.name)
         return transport
 
-    def _all(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on every rank (a collective)."""
-        return bool(self._comm.allreduce(int(flag), op=self._mpi.MIN))
-
-    def _gpu_transport(self, device: Device) -> Any:
-        """NCCL (CuPy), else a CUDA-aware MPI, else host memory: whatever every rank can use."""
-        reason = "NCCL is used through CuPy only"
-        if device.backend == "cupy":
-            transport, reason = self._nccl(device)
-            if transport is not None:
-                return transport
-        if self._all(_cuda_aware(self._comm)):
-            if device.backend == "cupy":
-                synchronize = device.array_device.synchronize
-            else:
-                import torch
-
-                def synchronize() -> None:
-                    torch.cuda.synchronize(device.array_device)
-            return _MpiTransport(self._comm, self._mpi, "CUDA-aware MPI", synchronize)
-        return _HostTransport(self._comm, self._mpi, device, "MPI through a host copy "
-                              f"({reason}, and the MPI is not CUDA-aware on every rank)")
-
-    def _nccl(self, device: Device) -> tuple[_NcclTransport | None, str]:
-        """An NCCL communicator on ``device`` if every rank can make one, else why not."""
-        import cupy
-
-        try:
-            from cupy.cuda import nccl
-
-            reason = "" if nccl.available else ("CuPy cannot load NCCL "
-                                                "(pip install nvidia-nccl-cu12)")
-        except ImportError as exc:
-            nccl, reason = None, f"CuPy has no NCCL module ({exc})"
-        # NCCL (2.5 and later) refuses two ranks on one GPU: find out before, on every rank
-        gpu = (self._mpi.Get_processor_name(), cupy.cuda.runtime.deviceGetPCIBusId(device.index))
-        seen = self._comm.allgather((gpu, reason))
-        reason = next((why for _, why in seen if why), "")
-        if not reason and len({where for where, _ in seen}) < self.size:
-            reason = "ranks share a GPU, which NCCL does not support"
-        if reason:
-            return None, reason
-        unique_id = self._comm.bcast(nccl.get_unique_id() if self.rank == 0 else None, root=0)
-        try:
-            with device:
-                communicator = nccl.NcclCommunicator(self.size, unique_id, self.rank)
-        except Exception as exc:  # the others may wait in theirs: the except hook ends the job
-            raise DistributedError(f"NCCL could not start on rank {self.rank} ({exc}); run with "
-                                   "NCCL_DEBUG=WARN to see why") from exc
-        return _NcclTransport(nccl, communicator, cupy), ""
-
-
-def _cuda_aware(comm: Any) -> bool:
-    """Whether this MPI takes CUDA device memory, as MPI 4.1's ``mpi_memory_alloc_kinds`` says
-    (MPIs older than 4.1 do not say, and are treated as not CUDA-aware)."""
-    info = comm.Get_info()
-    try:
-        kinds = info.Get("mpi_memory_alloc_kinds") or ""
-    finally:
-        info.Free()
-    return any(kind.split(":")[0] == "cuda" for kind in kinds.split(","))
+    def transport_name(self, device: Device) -> str:
+        """How arrays on ``device`` travel between the ranks (``NCCL``, ``CUDA-aware MPI``,
+        ``MPI through a host copy (why)``...): chosen now if not yet, so a collective then;
+        ``"none (one process)"`` in a one-process job."""
+        if self._comm is None or self.size == 1:
+            return "none (one process)"
+        return self._transport(device).name
 
 
 class DistributedOptimizer:

@@ -27,3 +27,7 @@ class GradientCheckError(XPNetError, AssertionError):
 
 class ConfigError(XPNetError, ValueError):
     """An argument out of range: a non-positive size or rate, an unknown name."""
+
+
+class DistributedError(XPNetError, RuntimeError):
+    """Ranks disagree on what they communicate, or MPI cannot be used as asked."""

@@ -1,0 +1,57 @@
+"""``cupy.cuda`` (cupy/cuda/__init__.py, v14.0.0): devices, streams, the runtime, NCCL."""
+
+from __future__ import annotations
+
+from . import runtime
+from .device import Device, get_device_id
+
+
+class Stream:
+    """``cupy.cuda.Stream``: the null stream; work here is done when it returns."""
+
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptr: int = 0) -> None:
+        self.ptr = ptr
+
+    def synchronize(self) -> None:
+        runtime.deviceSynchronize()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class ExternalStream(Stream):
+    def __init__(self, ptr: int, device_id: int = -1) -> None:
+        super().__init__(ptr=ptr)
+
+
+_NULL_STREAM = Stream(null=True)
+
+
+def get_current_stream(device_id: int = -1) -> Stream:
+    return _NULL_STREAM
+
+
+def is_available() -> bool:
+    # cupy/cuda/__init__.py: runtime.getDeviceCount() > 0, any error meaning no
+    try:
+        return runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+class MemoryPointer:
+    """``cupy.cuda.MemoryPointer``: where an array's data lies (cupy/cuda/memory.pyx)."""
+
+    def __init__(self, ptr: int, device_id: int) -> None:
+        self.ptr, self.device_id = ptr, device_id
+
+    @property
+    def device(self) -> Device:
+        return Device(self.device_id)  # memory.pyx:467-469: a new Device on every access
+
+
+__all__ = ["Device", "get_device_id", "runtime", "Stream", "ExternalStream", "get_current_stream",
+           "is_available", "MemoryPointer"]
