@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import time
 
 from . import distributed
 from .errors import XPNetError
+from .interrupts import restore as _restore_sigint
 
 __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpnet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="xpnet", description=__doc__.replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "check", help="check every layer's gradients and its agreement with NumPy float64 on a device")
@@ -97,7 +101,14 @@ def run_train(args: argparse.Namespace) -> int:
     from .commands import TrainOptions, run_training
 
     options = {key: value for key, value in vars(args).items() if key not in ("command", "run")}
-    run_training(TrainOptions(**options))
+    xpnet_logger = logging.getLogger("xpnet")
+    level = xpnet_logger.level
+    if args.quiet:  # the device line says which device: no warning why it is not a GPU
+        xpnet_logger.setLevel(logging.ERROR)
+    try:
+        run_training(TrainOptions(**options))
+    finally:
+        xpnet_logger.setLevel(level)
     return 0
 
 
@@ -125,7 +136,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from .export import BATCH_DIM, INPUT_NAME, export_checkpoint
+    from .outputs import check_writable
 
+    check_writable("--output", args.output)  # before the checkpoint is read and converted
     path, network = export_checkpoint(args.checkpoint, args.output)
     shape = ", ".join(map(str, (BATCH_DIM, *network.input_shape)))
     print(f"xpnet: exported {args.checkpoint} ({network.name}, {network.dtype}) to {path}: "
@@ -135,13 +148,15 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from .backend import device
-    from .device_check import format_table, run_checks
+    from .device_check import format_failures, format_header, format_row, run_checks
 
     dev = device(args.device)
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
     print(f"xpnet check on {dev.name} ({dev.backend}), against NumPy float64")
-    rows = run_checks(dev, dtypes)
-    print(format_table(rows))
+    print(format_header(), flush=True)
+    rows = run_checks(dev, dtypes, on_row=lambda row: print(format_row(row), flush=True))
+    if any(row.message for row in rows):
+        print(format_failures(rows))
     failed = sum(not row.passed for row in rows)
     print(f"{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
@@ -150,18 +165,69 @@ def run_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _restore_sigint()  # from here Ctrl-C is a KeyboardInterrupt, caught below
         return args.run(args)
     except XPNetError as exc:
-        sys.stderr.write(f"xpnet {args.command}: error: {exc}\n")  # one write: ranks' lines stay whole
-        sys.stderr.flush()
-        job = distributed.current()
-        if job is not None and job.size > 1 and not isinstance(exc, distributed.SharedError):
-            job.abort(2)  # this rank alone failed: the others would wait for it for ever
-        return 2
+        return _fail(args.command, str(exc), shared=isinstance(exc, distributed.SharedError))
+    except MemoryError as exc:
+        return _fail(args.command, _out_of_memory(args.command, exc))
+    except RuntimeError as exc:  # a device's allocator: torch, JAX (CuPy's is a MemoryError)
+        if not _is_out_of_memory(exc):
+            raise
+        return _fail(args.command, _out_of_memory(args.command, exc))
     except KeyboardInterrupt:
         # the checkpoint of the last finished epoch (train --save) is intact: resume from it
-        print(f"xpnet {args.command}: interrupted", file=sys.stderr)
+        job = distributed.current()
+        if job is not None and job.size > 1 and not job.is_root:
+            # rank 0 speaks and ends the job; unless it waits for this rank in a collective,
+            # where Ctrl-C cannot reach Python: then this rank does, after a moment
+            time.sleep(_RANK_ZERO_GRACE_S)
+        sys.stderr.write(f"xpnet {args.command}: interrupted\n")
+        _end_job(job, 130)
         return 130
+
+
+# how long a rank other than 0 leaves rank 0 to end an interrupted job: Python handles a
+# signal between two bytecodes, which a long BLAS call in rank 0 can delay this long at most
+_RANK_ZERO_GRACE_S = 0.5
+
+
+def _fail(command: str, message: str, shared: bool = False) -> int:
+    """One line on stderr (one write: ranks' lines stay whole) and exit status 2."""
+    sys.stderr.write(f"xpnet {command}: error: {message}\n")
+    if not shared:  # this rank alone failed: the others would wait for it for ever
+        _end_job(distributed.current(), 2)
+    return 2
+
+
+def _end_job(job: distributed.Communicator | None, code: int) -> None:
+    """End every rank of a job of several processes with ``code``; return in one process.
+
+    MPI_Abort ends them all, wherever they wait, but MPICH adds a line of its own on stderr:
+    xpnet has said what happened, so that line goes to /dev/null.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if job is None or job.size == 1:
+        return
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    job.abort(code)
+
+
+_OOM_OPTIONS = {"train": "lower --batch-size or --hidden, or pick a smaller --model",
+                "evaluate": "evaluate on another device (--device cpu)"}
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return any(sign in text for sign in ("OutOfMemory", "out of memory", "RESOURCE_EXHAUSTED",
+                                         "can't allocate memory"))
+
+
+def _out_of_memory(command: str, exc: BaseException) -> str:
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    fix = _OOM_OPTIONS.get(command, "use a device with more memory")
+    return f"out of memory ({what}); {fix}"
 
 
 if __name__ == "__main__":
