@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import time
 
 from . import distributed
 from .errors import XPNetError
+from .interrupts import end_interrupted, end_job, is_rank_zero
 from .interrupts import restore as _restore_sigint
 
 __all__ = ["main", "build_parser"]
@@ -177,41 +176,18 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args.command, _out_of_memory(args.command, exc))
     except KeyboardInterrupt:
         # the checkpoint of the last finished epoch (train --save) is intact: resume from it
-        job = distributed.current()
-        if job is not None and job.size > 1 and not job.is_root:
-            # rank 0 speaks and ends the job; unless it waits for this rank in a collective,
-            # where Ctrl-C cannot reach Python: then this rank does, after a moment
-            time.sleep(_RANK_ZERO_GRACE_S)
-        sys.stderr.write(f"xpnet {args.command}: interrupted\n")
-        _end_job(job, 130)
+        end_interrupted(f"xpnet {args.command}: interrupted\n")
         return 130
 
 
-# how long a rank other than 0 leaves rank 0 to end an interrupted job: Python handles a
-# signal between two bytecodes, which a long BLAS call in rank 0 can delay this long at most
-_RANK_ZERO_GRACE_S = 0.5
-
-
 def _fail(command: str, message: str, shared: bool = False) -> int:
-    """One line on stderr (one write: ranks' lines stay whole) and exit status 2."""
+    """One line on stderr and exit status 2; an error every rank shares is rank 0's to say."""
+    if shared and not is_rank_zero():
+        return 2
     sys.stderr.write(f"xpnet {command}: error: {message}\n")
     if not shared:  # this rank alone failed: the others would wait for it for ever
-        _end_job(distributed.current(), 2)
+        end_job(2)
     return 2
-
-
-def _end_job(job: distributed.Communicator | None, code: int) -> None:
-    """End every rank of a job of several processes with ``code``; return in one process.
-
-    MPI_Abort ends them all, wherever they wait, but MPICH adds a line of its own on stderr:
-    xpnet has said what happened, so that line goes to /dev/null.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if job is None or job.size == 1:
-        return
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-    job.abort(code)
 
 
 _OOM_OPTIONS = {"train": "lower --batch-size or --hidden, or pick a smaller --model",

@@ -46,13 +46,12 @@ import numpy as np  # host staging and the small control messages only
 
 from .backend import Array, Device, device_of, namespace_of, to_numpy
 from .errors import ConfigError, XPNetError
+from .interrupts import LAUNCHER_SIZE_VARIABLES as _LAUNCHER_SIZE_VARIABLES
 
 __all__ = ["Communicator", "DistributedError", "SharedError", "DistributedOptimizer", "init", "current"]
 
 logger = logging.getLogger("xpnet")
 
-# Set by launchers in each process they start: MPICH/Hydra and Intel MPI, Open MPI, MVAPICH.
-_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 # Distinct array structures remembered per communicator (each entry is a few hundred bytes).
 _LAYOUT_CACHE_SIZE = 64

@@ -6,7 +6,9 @@ second) that would be a traceback. So when this process is the ``xpnet`` command
 console script, or ``python -m xpnet``), importing the package installs, before any other
 import, :func:`quiet_until_main`'s handler, which ends the process with the one line at once;
 ``main`` puts Python's own handler back once it can catch the interrupt itself. Imported as a
-library, xpnet leaves signals alone. Under a launcher only rank 0 prints the line.
+library, xpnet leaves signals alone. Under a launcher only rank 0 prints the line, and
+:func:`end_job` ends every rank: one that merely exited would leave the others waiting in
+``MPI_Init`` or a collective for ever.
 
 This module imports nothing heavy: it runs before NumPy is loaded.
 """
@@ -16,12 +18,23 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from types import FrameType
+from typing import Any
 
-__all__ = ["started_as_command", "quiet_until_main", "restore", "is_rank_zero"]
+__all__ = ["LAUNCHER_SIZE_VARIABLES", "started_as_command", "quiet_until_main", "restore",
+           "is_rank_zero", "launched_processes", "end_job", "end_interrupted"]
 
-# a rank's number, as launchers tell it: MPICH/Hydra and Intel MPI, PMIx, Open MPI, MVAPICH
+# Set by launchers in each process they start: MPICH/Hydra and Intel MPI, Open MPI, MVAPICH;
+# and the rank's number
+LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+
+# How long a rank other than 0 leaves rank 0 to end an interrupted job: Python handles a
+# signal between two bytecodes, which a long BLAS call can delay this long at most.
+RANK_ZERO_GRACE_S = 0.5
+
+_postponed = False  # Ctrl-C came during the imports of a launched rank
 
 
 def started_as_command() -> bool:
@@ -39,14 +52,71 @@ def is_rank_zero() -> bool:
     return all(os.environ.get(name, "0") == "0" for name in _RANK_VARIABLES)
 
 
+def launched_processes() -> int:
+    """The number of processes a launcher says it started with this one (1 without one)."""
+    sizes = [os.environ.get(name, "") for name in LAUNCHER_SIZE_VARIABLES]
+    return max([int(size) for size in sizes if size.isdigit()] or [1])
+
+
+def _mpi_world() -> Any:
+    """``MPI.COMM_WORLD`` when a launcher started several processes (initialising MPI if this
+    rank had not: the others may wait for it in ``MPI_Init``); else None."""
+    if launched_processes() <= 1:
+        return None
+    try:
+        from mpi4py import MPI
+    except Exception:  # noqa: BLE001 - no MPI to end the job with: exiting is all that is left
+        return None
+    return MPI.COMM_WORLD
+
+
+def _abort(world: Any, code: int) -> None:
+    # MPI_Abort ends the ranks wherever they wait, but MPICH adds a line of its own on
+    # stderr: xpnet has said what happened, so that line goes to /dev/null
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    world.Abort(code)
+
+
+def end_job(code: int) -> None:
+    """End every rank of this process's job with exit status ``code``, through MPI_Abort;
+    return at once without a launcher (or without mpi4py)."""
+    world = _mpi_world()
+    if world is not None:
+        _abort(world, code)
+
+
+def end_interrupted(line: str) -> None:
+    """Print ``line`` once for the whole job and end every rank with status 130; without a
+    launcher, print it and return.
+
+    Rank 0 speaks and ends the job. Another rank first waits a moment: rank 0 may be blocked
+    in a collective, waiting for this rank, where Ctrl-C cannot reach Python; then this rank
+    speaks and ends the job itself.
+    """
+    world = _mpi_world()
+    if world is not None and not is_rank_zero():
+        time.sleep(RANK_ZERO_GRACE_S)
+    sys.stderr.write(line)
+    sys.stderr.flush()
+    if world is not None:
+        _abort(world, 130)
+
+
 def _interrupted_line() -> bytes:
     command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1].isalpha() else ""
     return f"xpnet{' ' + command if command else ''}: interrupted\n".encode()
 
 
 def _exit_quietly(signum: int, frame: FrameType | None) -> None:
-    if is_rank_zero():
-        os.write(2, _interrupted_line())
+    if launched_processes() > 1:
+        # the other ranks must be ended through MPI, which may be half imported right now:
+        # main() raises the KeyboardInterrupt as soon as it starts
+        global _postponed
+        _postponed = True
+        return
+    os.write(2, _interrupted_line())
     os._exit(130)  # no stack to unwind yet: nothing is open, nothing is half written
 
 
@@ -59,6 +129,8 @@ def quiet_until_main() -> None:
 
 def restore() -> None:
     """Python's own Ctrl-C handling (a ``KeyboardInterrupt``) again, if :func:`quiet_until_main`
-    replaced it."""
+    replaced it; raise the ``KeyboardInterrupt`` it postponed, if any."""
     if signal.getsignal(signal.SIGINT) is _exit_quietly:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    if _postponed:
+        raise KeyboardInterrupt
