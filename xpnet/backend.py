@@ -442,7 +442,7 @@ def device(spec: str | Device = "cpu") -> Device:
 def _cupy_device(index: int) -> Device:
     count, reason = cuda_status()
     if not count:
-        raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to train "
+        raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to run "
                           "on the CPU")
     if index >= count:
         raise DeviceError(f"cannot use cuda:{index}: this machine has {count} CUDA device(s), "

@@ -149,15 +149,16 @@ class Trainer:
         failure = None
         self._compiled: CompiledStep | None = None
         try:  # what may fail on one rank alone (its data, its device): the ranks agree first
+            if self.comm.size > 1 and self.device.backend == "jax":  # with or without --jit
+                raise ConfigError("data-parallel training does not take JAX arrays yet (it packs "
+                                  "gradients into a reused buffer; JAX's arrays are immutable); "
+                                  "train JAX on one process (--jit works there), or use cpu, "
+                                  "cuda or torch on several")
             if jit:
                 if self.comm.size > 1:
                     raise ConfigError("--jit compiles a one-process step; leave it out to "
                                       f"train on {self.comm.size} processes")
                 self._compiled = compile_step(network, optimizer)
-            if self.comm.size > 1 and self.device.backend == "jax":
-                raise ConfigError("data-parallel training does not take JAX arrays yet (it packs "
-                                  "gradients into a reused buffer; JAX's arrays are immutable); "
-                                  "train JAX on one process, or use cpu, cuda or torch")
             self._take_data(train, test, batch_size, eval_batch_size)
         except XPNetError as exc:
             failure = exc
