@@ -32,7 +32,7 @@ _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WO
 
 # How long a rank other than 0 leaves rank 0 to end an interrupted job: Python handles a
 # signal between two bytecodes, which a long BLAS call can delay this long at most.
-RANK_ZERO_GRACE_S = 0.5
+RANK_ZERO_GRACE_S = 0.3
 
 _postponed = False  # Ctrl-C came during the imports of a launched rank
 
