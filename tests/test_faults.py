@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -224,6 +225,43 @@ def test_an_output_that_cannot_be_written_is_refused_first(capsys, monkeypatch, 
     expect_one_line(capsys, [*SMALL, flag, str(tmp_path / name)],
                     f"cannot write {flag} {tmp_path / name}: {reason}")
     assert list(tmp_path.iterdir()) == []
+
+
+def can_mount(folder: Path) -> bool:
+    """Whether this test may mount a tmpfs in a mount namespace of its own (root, or a kernel
+    that lets users unshare), as a real read-only or full place."""
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs tmpfs {folder}"],
+                           capture_output=True, timeout=CASE_TIMEOUT_S)
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("place, code", [("read-only", errno.EROFS), ("full", errno.ENOSPC)])
+def test_a_read_only_or_full_place_really_mounted(capsys, monkeypatch, tmp_path, place, code):
+    """A tmpfs mounted read-only, or filled up, where the test may mount; else the same
+    ``OSError`` injected at the write. The outcome must be the same line either way."""
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    path = folder / "run.npz"
+    expected = f"xpnet train: error: cannot write --save {path}: {os.strerror(code)}"
+    if can_mount(folder):
+        mount = {"read-only": f"mount -t tmpfs -o size=1m,ro tmpfs {folder}",
+                 "full": f"mount -t tmpfs -o size=64k tmpfs {folder} && "
+                         f"(dd if=/dev/zero of={folder}/fill bs=4k count=100 2>/dev/null; true)"}
+        job = subprocess.run(["unshare", "-m", "sh", "-c", f'{mount[place]} && exec "$@"', "sh",
+                              sys.executable, "-m", "xpnet", "train", *SMALL, "--save", str(path)],
+                             env=env(), capture_output=True, text=True, timeout=CASE_TIMEOUT_S)
+        code_seen, out, err = job.returncode, job.stdout, job.stderr
+    else:
+        def refuse(path, mode="r", *args, **kwargs):
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(outputs, "open", refuse, raising=False)
+        code_seen = main(["train", *SMALL, "--save", str(path)])
+        out, err = capsys.readouterr()
+    assert code_seen == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith(expected), err
 
 
 @pytest.mark.parametrize("where, message", [

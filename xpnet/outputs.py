@@ -36,18 +36,19 @@ def check_writable(flag: str, path: str | os.PathLike[str]) -> Path:
     target = Path(path).expanduser().resolve()
     folder = target.parent
     if target.is_dir():
-        raise ConfigError(f"{flag} {path} is a folder; name a file in it")
+        raise ConfigError(f"cannot write {flag} {path}: it is a folder; name a file in it")
     if not folder.is_dir():
         raise ConfigError(f"{flag} {path}: folder {folder} does not exist; create it first")
     probe = folder / f".{target.name}.{os.getpid()}.probe"
     try:
         with open(probe, "wb") as f:
-            f.write(_PROBE)
-            f.flush()
+            try:
+                f.write(_PROBE)
+                f.flush()
+            finally:
+                os.unlink(probe)  # created: so the folder takes the unlink too
     except OSError as exc:
         raise ConfigError(f"cannot write {flag} {path}: {_reason(exc)}") from None
-    finally:
-        probe.unlink(missing_ok=True)
     return target
 
 
