@@ -391,3 +391,28 @@ def test_help_has_no_markup(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "``" not in capsys.readouterr().out
+
+
+def test_a_one_epoch_plot_is_drawn_to_scale(monkeypatch, tmp_path):
+    from matplotlib.figure import Figure
+
+    from xpnet.plotting import plot_history
+    from xpnet.training import EpochRecord
+
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, path: drawn.append(figure))
+    record = EpochRecord(epoch=1, iterations=600, loss=0.31, train_acc=0.9151, test_acc=0.9153,
+                         seconds=1.0, samples_per_s=6e4)
+    plot_history([record], tmp_path / "one.png", loss_history=[2.3, 1.0, 0.5])
+    accuracy = drawn[0].axes[1]
+    assert accuracy.get_xlim() == (0, 2) and accuracy.get_ylim() == (0, 1.02)
+
+
+def test_check_reports_each_row_as_it_finishes():
+    from xpnet.device_check import CASES, format_header, format_row, run_checks
+
+    seen = []
+    rows = run_checks("cpu", ("float64",), cases=CASES[:2], on_row=seen.append)
+    assert seen == rows and len(rows) == 4
+    column = format_header().index("result")  # widths known before the first row
+    assert all(format_row(row).index("pass") == column for row in rows)
