@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import distributed
@@ -174,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         if not _is_out_of_memory(exc):
             raise
         return _fail(args.command, _out_of_memory(args.command, exc))
+    except BrokenPipeError:  # the reader went away (xpnet check | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes at exit
+        return 1
     except KeyboardInterrupt:
         # the checkpoint of the last finished epoch (train --save) is intact: resume from it
         end_interrupted(f"xpnet {args.command}: interrupted\n")
