@@ -170,7 +170,7 @@ def _check_fits(settings: dict[str, Any], dev: Device) -> None:
     sizes = [first, *settings["hidden"], NUM_CLASSES]
     weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
     needed = 2 * weights * (8 if settings["dtype"] == "float64" else 4)
-    memory = device_memory(dev)
+    memory = _device_memory(dev)
     if memory is not None and needed > memory:
         hidden = " ".join(map(str, settings["hidden"]))
         raise ConfigError(f"--hidden {hidden} needs at least {_bytes(needed)} for its weights and "
@@ -178,7 +178,7 @@ def _check_fits(settings: dict[str, Any], dev: Device) -> None:
                           "--hidden")
 
 
-def device_memory(dev: Device) -> int | None:
+def _device_memory(dev: Device) -> int | None:
     """The bytes of memory ``dev``'s arrays live in (the host's RAM for CPU devices), or None
     where the library does not say."""
     if dev.name.startswith("cuda"):
