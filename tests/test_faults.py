@@ -25,6 +25,7 @@ import pytest
 
 from xpnet import outputs
 from xpnet.checkpoint import remove_stale_temporaries
+from xpnet.errors import ConfigError
 from xpnet.cli import main
 from xpnet.outputs import RunLock
 
@@ -291,6 +292,17 @@ def test_a_second_run_on_the_same_save_is_refused(capsys, tmp_path):
         first.kill()
         finish(first)
     with RunLock(path):  # the kernel dropped the killed run's lock
+        pass
+
+
+def test_the_lock_names_its_holder_and_goes_with_it(tmp_path):
+    path = tmp_path / "run.npz"
+    with RunLock(path):
+        assert (tmp_path / ".run.npz.lock").read_text() == f"{os.getpid()}\n"
+        with pytest.raises(ConfigError, match=rf"in use by another xpnet run \(PID {os.getpid()}\)"):
+            RunLock(path).acquire()
+    assert list(tmp_path.iterdir()) == []
+    with RunLock(path):  # free again
         pass
 
 

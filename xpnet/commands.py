@@ -13,6 +13,7 @@ collective, so all of them stop with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -309,36 +310,31 @@ def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[Ep
         if comm.is_root:
             print(line, file=out, flush=True)
 
-    failure, log_file, lock, threads = None, None, None, None
-    try:  # what one rank may fail at alone; then the ranks agree before the first collective
-        given = options.given()
-        if given.get("epochs") is not None and given.get("iters") is not None:
-            raise ConfigError("--epochs and --iters are mutually exclusive; give one of them")
-        if comm.is_root:
-            _check_output_paths(options)
-            if options.save is not None:
-                lock = RunLock(options.save).acquire()  # one run per checkpoint file
-        dev = training_device(options.device, comm)
-        threads = share_cores(comm.local_size)  # after the device's library is loaded
-        network, optimizer, settings, iteration = (
-            _resume(options.resume, dev, given) if options.resume is not None
-            else _start(dev, given))
-        train, test = _load_data(settings, options.data_dir)
-        if options.log and comm.is_root:
-            log_file = _open_log(options.log, options.resume is not None)
-    except XPNetError as exc:
-        failure = exc
-    try:
+    failure, log_file, threads = None, None, None
+    with contextlib.ExitStack() as cleanup:  # the lock and the log, whatever ends the run
+        try:  # what one rank may fail at alone; then the ranks agree before the first collective
+            given = options.given()
+            if given.get("epochs") is not None and given.get("iters") is not None:
+                raise ConfigError("--epochs and --iters are mutually exclusive; give one of them")
+            if comm.is_root:
+                _check_output_paths(options)
+                if options.save is not None:
+                    cleanup.enter_context(RunLock(options.save))  # one run per checkpoint file
+            dev = training_device(options.device, comm)
+            threads = share_cores(comm.local_size)  # after the device's library is loaded
+            network, optimizer, settings, iteration = (
+                _resume(options.resume, dev, given) if options.resume is not None
+                else _start(dev, given))
+            train, test = _load_data(settings, options.data_dir)
+            if options.log and comm.is_root:
+                log_file = cleanup.enter_context(_open_log(options.log, options.resume is not None))
+        except XPNetError as exc:
+            failure = exc
         comm.agree(failure)
         trainer = Trainer(network, optimizer, train, test, batch_size=settings["batch_size"],
                           seed=settings["seed"], comm=comm,
                           progress=not options.quiet and sys.stderr.isatty(), jit=options.jit)
         return _train(trainer, options, settings, iteration, dev, say, log_file, threads)
-    finally:
-        if log_file is not None:
-            log_file.close()
-        if lock is not None:
-            lock.release()
 
 
 def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], iteration: int,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -80,25 +81,46 @@ class RunLock:
             except OSError as exc:
                 raise ConfigError(f"cannot write {self.flag} {self.target}: {_reason(exc)}") from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise ConfigError(f"{self.flag} {self.target} is in use by another xpnet run "
-                                  f"(PID {holder}); wait for it to end, or save elsewhere") from None
-            # the holder before us may have removed the file after we opened it: lock the file
-            # that is at the path now, or two runs would each hold a lock
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
+                if self._lock(fd):
+                    return self
+            except BaseException:  # in use, or Ctrl-C in the middle: leave nothing of ours
+                if self._fd is None:
+                    os.close(fd)
+                else:
+                    self.release()
+                raise
             os.close(fd)
+
+    def _lock(self, fd: int) -> bool:
+        """Lock ``fd``, opened on the lock file; False to try again with the file now there."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{self.flag} {self.target} is in use by another xpnet run "
+                              f"(PID {self._holder(fd)}); wait for it to end, or save "
+                              "elsewhere") from None
+        # the holder before us may have removed the file after we opened it: lock the file
+        # that is at the path now, or two runs would each hold a lock
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            return False
+        self._fd = fd
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
-        return self
+        return True
+
+    @staticmethod
+    def _holder(fd: int) -> str:
+        """The PID the holder wrote, waiting a moment for one that has just locked the file."""
+        for _ in range(50):
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            if pid:
+                return pid
+            time.sleep(0.01)
+        return "unknown"
 
     def release(self) -> None:
         if self._fd is not None:
