@@ -29,6 +29,8 @@ from xpnet.errors import ConfigError
 from xpnet.cli import main
 from xpnet.outputs import RunLock
 
+from test_cli import small_mnist  # noqa: F401 - a fixture: 300 training and 200 test images
+
 pytestmark = pytest.mark.usefixtures("isolated_mnist")
 
 CASE_TIMEOUT_S = 60
@@ -36,10 +38,10 @@ CASE_TIMEOUT_S = 60
 INTERRUPT_BOUND_S = 5.0
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 PROGRAMS = Path(__file__).parent / "mpi_programs"
-# 300 training images in batches of 20: 15 steps an epoch; 3000 hidden units and Adam make a
-# 28 MB checkpoint, so a save lasts long enough to be caught in the middle
-BIG = ["--device", "cpu", "--train-limit", "300", "--batch-size", "20", "--hidden", "3000",
-       "--optimizer", "adam", "-q"]
+# small_mnist's 300 training images in batches of 20: 15 steps an epoch; 3000 hidden units and
+# Adam make a 28 MB checkpoint, so a save lasts long enough to be caught in the middle
+BIG = ["--device", "cpu", "--batch-size", "20", "--hidden", "3000", "--optimizer", "adam", "-q"]
+EPOCHS = 6  # each save after the first is a chance to kill one in the middle
 SMALL = ["--device", "cpu", "--train-limit", "2000", "--batch-size", "50", "--hidden", "20", "-q"]
 
 
@@ -83,32 +85,39 @@ def temporaries(folder: Path) -> list[str]:
 # ------------------------------------------------------------------ kill -9, then --resume
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory) -> dict[str, np.ndarray]:
+def uninterrupted(tmp_path_factory, small_mnist) -> dict[str, np.ndarray]:
     path = tmp_path_factory.mktemp("straight") / "run.npz"
-    process = start("-m", "xpnet", "train", *BIG, "--epochs", "4", "--save", str(path))
+    process = start("-m", "xpnet", "train", *BIG, "--data-dir", str(small_mnist),
+                    "--epochs", str(EPOCHS), "--save", str(path))
     finish(process)
     assert process.returncode == 0
     return params_of(path)
 
 
-def _inside_a_save(path: Path) -> callable:
-    return lambda: any(p.name.startswith(f".{path.name}.") and p.name.endswith(".tmp")
-                       and p.stat().st_size > 0 for p in path.parent.iterdir())
+def _inside_a_save(path: Path, process: subprocess.Popen) -> callable:
+    def saving() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"no save of the {EPOCHS} was caught in the middle")
+        return any(p.name.startswith(f".{path.name}.") and p.name.endswith(".tmp")
+                   for p in path.parent.iterdir())
+    return saving
 
 
 @pytest.mark.parametrize("moment", ["after the first checkpoint", "inside a save"])
-def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, uninterrupted, moment):
+def test_kill_9_then_resume_equals_the_uninterrupted_run(tmp_path, small_mnist, uninterrupted,
+                                                         moment):
     path = tmp_path / "run.npz"
-    process = start("-m", "xpnet", "train", *BIG, "--epochs", "4", "--save", str(path))
+    process = start("-m", "xpnet", "train", *BIG, "--data-dir", str(small_mnist),
+                    "--epochs", str(EPOCHS), "--save", str(path))
     wait_for(path.exists)
-    if moment == "inside a save":  # the second epoch's: the first one's checkpoint is there
-        wait_for(_inside_a_save(path))
+    if moment == "inside a save":  # a later epoch's: the first one's checkpoint is there
+        wait_for(_inside_a_save(path, process), step=0)
     process.kill()
     finish(process)
     if moment == "inside a save":
         assert temporaries(tmp_path), "the kill came after the save"
     resumed = start("-m", "xpnet", "train", "--device", "cpu", "-q", "--resume", str(path),
-                    "--epochs", "4", "--save", str(path))
+                    "--data-dir", str(small_mnist), "--epochs", str(EPOCHS), "--save", str(path))
     out, err = finish(resumed)
     assert resumed.returncode == 0, err
     assert temporaries(tmp_path) == []  # the killed save's file went with the next save
