@@ -3,11 +3,15 @@
 ``run_training`` is start-or-resume, then :meth:`Trainer.fit` with one small callback per
 output (the epoch line, the JSON log, the checkpoint), then the plot and the final line.
 Every bad input raises an :class:`~xpnet.errors.XPNetError` naming the option, before
-training starts where it can be known then.
+training starts where it can be known then: every output is proven writable
+(:func:`xpnet.outputs.check_writable`), ``--save`` is locked for the run
+(:class:`xpnet.outputs.RunLock`), and hidden sizes whose weights cannot fit the device are
+refused before anything is allocated.
 
 Under an MPI launcher (``mpiexec -n 4 xpnet train``) the same command trains data-parallel
 (:mod:`xpnet.distributed`): rank 0 alone prints and writes files, ``cuda``/``auto`` give rank
-``r`` the GPU ``local_rank % GPUs``, and the ranks agree on any setup error before the first
+``r`` the GPU ``local_rank % GPUs``, each rank gets its share of the machine's cores
+(:mod:`xpnet.threads`), and the ranks agree on any setup error before the first
 collective, so all of them stop with it.
 """
 
