@@ -1,8 +1,8 @@
 """Ctrl-C in the ``xpnet`` command: one line on stderr and exit status 130, from the first instant.
 
 Python turns Ctrl-C into a ``KeyboardInterrupt`` wherever the interpreter is. During the
-imports that come before :func:`xpnet.cli.main` can catch it (NumPy alone takes a tenth of a
-second) that would be a traceback. So when this process is the ``xpnet`` command (its
+imports that come before :func:`xpnet.cli.main` can catch it (NumPy's, among others, last
+long enough to be hit) that would be a traceback. So when this process is the ``xpnet`` command (its
 console script, or ``python -m xpnet``), importing the package installs, before any other
 import, :func:`quiet_until_main`'s handler, which ends the process with the one line at once;
 ``main`` puts Python's own handler back once it can catch the interrupt itself. Imported as a
@@ -31,7 +31,7 @@ LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_S
 _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
 
 # How long a rank other than 0 leaves rank 0 to end an interrupted job: Python handles a
-# signal between two bytecodes, which a long BLAS call can delay this long at most.
+# signal between two bytecodes, so a BLAS call in progress in rank 0 delays it.
 RANK_ZERO_GRACE_S = 0.3
 
 _postponed = False  # Ctrl-C came during the imports of a launched rank
