@@ -6,9 +6,12 @@ half is what an app does with the file: NumPy and onnxruntime, no xpnet, no ndon
 
     pip install -e ".[onnx]"
     python examples/export_onnx.py [--checkpoint run.npz] [--output mnist.onnx]
+
+Without ``--output`` the model goes to a temporary folder, removed at the end.
 """
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +45,20 @@ def classify(model: Path, images: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="export this checkpoint instead of training")
-    parser.add_argument("--output", default="mnist.onnx", help="the .onnx file (default mnist.onnx)")
+    parser.add_argument("--output", help="the .onnx file to keep (default: a temporary file)")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        run(args.checkpoint, Path(args.output or Path(scratch) / "mnist.onnx"))
 
+
+def run(checkpoint: str | None, output: Path) -> None:
+    """Export (a checkpoint's network, or a freshly trained one) to ``output``, then classify."""
     (x_train, t_train), (x_test, t_test) = load_mnist()
-    if args.checkpoint:
-        network, _, _ = xpnet.load_checkpoint(args.checkpoint)
+    if checkpoint:
+        network, _, _ = xpnet.load_checkpoint(checkpoint)
     else:
         network = trained_network(x_train, t_train)
-    path = xpnet.export_onnx(network, args.output)
+    path = xpnet.export_onnx(network, output)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
     digits = classify(path, x_test)

@@ -4,6 +4,11 @@
 >>> net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", seed=0)
 """
 
+# first: Ctrl-C during the imports below ends the xpnet command in one line, not a traceback
+from .interrupts import quiet_until_main as _quiet_until_main
+
+_quiet_until_main()
+
 from .backend import Device, cuda_status, device, device_of, namespace_of, to_numpy
 from .errors import (BackendMismatchError, ConfigError, DataError, DeviceError, GradientCheckError,
                      ShapeError, XPNetError)

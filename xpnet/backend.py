@@ -388,7 +388,7 @@ def _cupy_device(index: int, make_current: bool = False) -> Device:
             make_current_gpu(index)
         reason = gpu_problem(index)
     if reason:
-        raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to train "
+        raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to run "
                           "on the CPU")
     import cupy
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -40,6 +41,9 @@ __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "FORMAT", "V
 
 FORMAT = "xpnet-checkpoint"
 VERSION = 1
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # how every .npz (a zip archive) begins
 
 
 class CheckpointError(DataError):
@@ -86,9 +90,15 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any], error: type[X
                      what: str = "") -> None:
     """``write`` a file into a temporary file in ``path``'s folder, then rename it over ``path``,
     so a crash or a reader never sees half a file. An OS error raises ``error``, naming
-    ``what`` and the path, and leaves nothing behind."""
+    ``what`` and the path, and leaves nothing behind.
+
+    The temporary file is ``.NAME.PID.XXXX.tmp``: a writer killed mid-write (``kill -9``)
+    leaves it, and the next write of ``path`` removes it once no process has that PID.
+    """
+    remove_stale_temporaries(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                   suffix=".tmp")
     except OSError as exc:
         raise error(f"cannot write {what}{path}: {exc.strerror or exc}") from None
     try:
@@ -107,10 +117,51 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any], error: type[X
         raise
 
 
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary files of writes of ``path`` whose writer is gone; return them.
+
+    A live writer's file (its PID still runs, on this machine) is left alone.
+    """
+    removed = []
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+\.tmp")
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed  # mkstemp, next, says why the folder cannot be used
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match and not _running(int(match[1])):
+            try:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+            except FileNotFoundError:
+                pass  # another writer removed it first
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def _read(path: Path) -> dict[str, np.ndarray]:
     """Every array in the file, read in full now so that truncation shows here."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    if not magic.startswith((_ZIP_MAGIC, b"\x93NUMPY")):
+        # np.load would try it as a pickle and advise allow_pickle=True: never for a checkpoint
+        raise CheckpointError(f"{path} is not a readable xpnet checkpoint: it is not the .npz "
+                              "archive xpnet train --save writes")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -120,7 +171,14 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             return {key: loaded[key] for key in loaded.files}
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" not in str(exc):
+            raise CheckpointError(f"{path} is not a readable xpnet checkpoint: it is truncated, "
+                                  f"corrupt or another kind of file ({exc})") from None
+        # NumPy's advice (allow_pickle=True) would let the file run code: never for a checkpoint
+        raise CheckpointError(f"{path} is not a readable xpnet checkpoint: it holds pickled "
+                              "Python objects, which xpnet checkpoints never do") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise CheckpointError(f"{path} is not a readable xpnet checkpoint: it is truncated, "
                               f"corrupt or another kind of file ({exc})") from None
 

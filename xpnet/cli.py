@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from . import distributed
 from .errors import XPNetError
+from .interrupts import end_interrupted, end_job, is_rank_zero
+from .interrupts import restore as _restore_sigint
 
 __all__ = ["main", "build_parser"]
 
@@ -18,7 +22,7 @@ DATA_DIR_HELP = ("folder of the data set's files (mnist: default $XPNET_DATA_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xpnet", description=__doc__)
+    parser = argparse.ArgumentParser(prog="xpnet", description=__doc__.replace("``", ""))
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "check", help="check every layer's gradients and its agreement with NumPy float64 on a device")
@@ -106,7 +110,14 @@ def run_train(args: argparse.Namespace) -> int:
     from .commands import TrainOptions, run_training
 
     options = {key: value for key, value in vars(args).items() if key not in ("command", "run")}
-    run_training(TrainOptions(**options))
+    xpnet_logger = logging.getLogger("xpnet")
+    level = xpnet_logger.level
+    if args.quiet:  # the device line says which device: no warning why it is not a GPU
+        xpnet_logger.setLevel(logging.ERROR)
+    try:
+        run_training(TrainOptions(**options))
+    finally:
+        xpnet_logger.setLevel(level)
     return 0
 
 
@@ -165,7 +176,9 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from .export import BATCH_DIM, INPUT_NAME, export_checkpoint
+    from .outputs import check_writable
 
+    check_writable("--output", args.output)  # before the checkpoint is read and converted
     path, network = export_checkpoint(args.checkpoint, args.output)
     shape = ", ".join(map(str, (BATCH_DIM, *network.input_shape)))
     print(f"xpnet: exported {args.checkpoint} ({network.name}, {network.dtype}) to {path}: "
@@ -175,13 +188,15 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     from .backend import device
-    from .device_check import format_table, run_checks
+    from .device_check import format_failures, format_header, format_row, run_checks
 
     dev = device(args.device, make_current=True)
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
     print(f"xpnet check on {dev.name} ({dev.backend}), against NumPy float64")
-    rows = run_checks(dev, dtypes)
-    print(format_table(rows))
+    print(format_header(), flush=True)
+    rows = run_checks(dev, dtypes, on_row=lambda row: print(format_row(row), flush=True))
+    if any(row.message for row in rows):
+        print(format_failures(rows))
     failed = sum(not row.passed for row in rows)
     print(f"{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
@@ -190,18 +205,49 @@ def run_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _restore_sigint()  # from here Ctrl-C is a KeyboardInterrupt, caught below
         return args.run(args)
     except XPNetError as exc:
-        sys.stderr.write(f"xpnet {args.command}: error: {exc}\n")  # one write: ranks' lines stay whole
-        sys.stderr.flush()
-        job = distributed.current()
-        if job is not None and job.size > 1 and not isinstance(exc, distributed.SharedError):
-            job.abort(2)  # this rank alone failed: the others would wait for it for ever
-        return 2
+        return _fail(args.command, str(exc), shared=isinstance(exc, distributed.SharedError))
+    except MemoryError as exc:
+        return _fail(args.command, _out_of_memory(args.command, exc))
+    except RuntimeError as exc:  # a device's allocator: torch, JAX (CuPy's is a MemoryError)
+        if not _is_out_of_memory(exc):
+            raise
+        return _fail(args.command, _out_of_memory(args.command, exc))
+    except BrokenPipeError:  # the reader went away (xpnet check | head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes at exit
+        return 1
     except KeyboardInterrupt:
         # the checkpoint of the last finished epoch (train --save) is intact: resume from it
-        print(f"xpnet {args.command}: interrupted", file=sys.stderr)
+        end_interrupted(f"xpnet {args.command}: interrupted\n")
         return 130
+
+
+def _fail(command: str, message: str, shared: bool = False) -> int:
+    """One line on stderr and exit status 2; an error every rank shares is rank 0's to say."""
+    if shared and not is_rank_zero():
+        return 2
+    sys.stderr.write(f"xpnet {command}: error: {message}\n")
+    if not shared:  # this rank alone failed: the others would wait for it for ever
+        end_job(2)
+    return 2
+
+
+_OOM_OPTIONS = {"train": "lower --batch-size or --hidden, or pick a smaller --model",
+                "evaluate": "evaluate on another device (--device cpu)"}
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}"
+    return any(sign in text for sign in ("OutOfMemory", "out of memory", "RESOURCE_EXHAUSTED",
+                                         "can't allocate memory"))
+
+
+def _out_of_memory(command: str, exc: BaseException) -> str:
+    what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    fix = _OOM_OPTIONS.get(command, "use a device with more memory")
+    return f"out of memory ({what}); {fix}"
 
 
 if __name__ == "__main__":

@@ -3,24 +3,31 @@
 ``run_training`` is start-or-resume, then :meth:`Trainer.fit` with one small callback per
 output (the epoch line, the JSON log, the checkpoint), then the plot and the final line.
 Every bad input raises an :class:`~xpnet.errors.XPNetError` naming the option, before
-training starts where it can be known then.
+training starts where it can be known then: every output is proven writable
+(:func:`xpnet.outputs.check_writable`), ``--save`` is locked for the run
+(:class:`xpnet.outputs.RunLock`), and hidden sizes whose weights cannot fit the device are
+refused before anything is allocated.
 
 Under an MPI launcher (``mpiexec -n 4 xpnet train``) the same command trains data-parallel
 (:mod:`xpnet.distributed`): rank 0 alone prints and writes files, ``cuda``/``auto`` give rank
-``r`` the GPU ``local_rank % GPUs``, and the ranks agree on any setup error before the first
+``r`` the GPU ``local_rank % GPUs``, each rank gets its share of the machine's cores
+(:mod:`xpnet.threads`), and the ranks agree on any setup error before the first
 collective, so all of them stop with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TextIO
+
+import numpy as np
 
 from . import distributed
 from .backend import Device, cuda_status, to_numpy
@@ -28,8 +35,10 @@ from .backend import device as resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import Dataset, dataset_key, load_dataset
 from .errors import ConfigError, XPNetError
+from .outputs import RunLock, check_writable
 from .optim import Optimizer, make_optimizer
 from .registry import MODEL_DEFAULTS, build_model
+from .threads import share_cores
 from .training import EpochRecord, Trainer, eval_batch_size_of, send_dataset
 from .validate import DTYPES, check_choice, check_nonnegative, check_positive, check_size
 
@@ -110,11 +119,8 @@ def _check_settings(settings: dict[str, Any]) -> None:
 def _check_output_paths(options: TrainOptions) -> None:
     """Fail before training, not after it, when an output cannot be written."""
     for flag, path in (("--save", options.save), ("--log", options.log), ("--plot", options.plot)):
-        if path is None:
-            continue
-        folder = Path(path).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise ConfigError(f"{flag} {path}: folder {folder} does not exist; create it first")
+        if path is not None:
+            check_writable(flag, path)
     if options.plot is not None:
         from .plotting import require_matplotlib
 
@@ -162,12 +168,58 @@ def _start(dev: Device, given: dict[str, Any],
         raise ConfigError(f"--model {settings['model']} takes images (N, C, H, W), but data set "
                           f"{data.name} holds vectors of {data.input_shape[0]} values; use "
                           "--model mlp, or save the images as (N, C, H, W) or (N, H, W)")
+    _check_fits(settings, dev, data)
     network = build_model(settings["model"], input_shape=data.input_shape,
                           hidden=settings["hidden"], output_size=data.num_classes,
                           activation=settings["activation"],
                           weight_decay=settings["weight_decay"], device=dev,
                           dtype=settings["dtype"], seed=settings["seed"])
     return network, make_optimizer(settings["optimizer"], settings["lr"]), settings, 0, data
+
+
+def _check_fits(settings: dict[str, Any], dev: Device, data: Dataset) -> None:
+    """Refuse, before allocating, hidden sizes whose weights and gradients alone exceed the
+    memory of ``dev`` (the host's for CPU devices)."""
+    # a lower bound: the fully connected weights (a convnet's first one takes at least one
+    # feature), each with its gradient
+    first = math.prod(data.input_shape) if settings["model"] not in CONVOLUTIONAL else 1
+    sizes = [first, *settings["hidden"], data.num_classes]
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    needed = 2 * weights * (8 if settings["dtype"] == "float64" else 4)
+    memory = _device_memory(dev)
+    if memory is not None and needed > memory:
+        hidden = " ".join(map(str, settings["hidden"]))
+        raise ConfigError(f"--hidden {hidden} needs at least {_bytes(needed)} for its weights and "
+                          f"their gradients, more than the {_bytes(memory)} of {dev.name}; lower "
+                          "--hidden")
+
+
+def _device_memory(dev: Device) -> int | None:
+    """The bytes of memory ``dev``'s arrays live in (the host's RAM for CPU devices), or None
+    where the library does not say."""
+    if dev.name.startswith("cuda"):
+        return dev.array_device.mem_info[1]
+    if dev.name.startswith("torch:cuda"):
+        import torch
+
+        return torch.cuda.get_device_properties(dev.array_device).total_memory
+    if dev.name.startswith("jax:") and not dev.name.startswith("jax:cpu"):
+        return (dev.array_device.memory_stats() or {}).get("bytes_limit")
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return None
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:,.1f} {unit}"
+    return f"{n:,} bytes"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _resume(path: str, dev: Device, given: dict[str, Any],
@@ -210,8 +262,8 @@ def _describe(settings: dict[str, Any], optimizer: Optimizer, data: Dataset) -> 
     layers = (f"{'x'.join(map(str, shape))}-{convolutions}-{hidden}-{classes}"
               if convolutions else f"{math.prod(shape)}-{hidden}-{classes}")
     decay = f", weight decay {settings['weight_decay']:g}" if settings["weight_decay"] else ""
-    length = (f"{settings['iters']} iterations" if settings.get("iters")
-              else f"{settings['epochs']} epochs")
+    length = (_plural(settings["iters"], "iteration") if settings.get("iters")
+              else _plural(settings["epochs"], "epoch"))
     return (f"model {settings['model']} {layers} {settings['activation']}{decay}, optimizer "
             f"{optimizer.name} lr {optimizer.lr:g}, batch {settings['batch_size']}, {length}, "
             f"seed {settings['seed']}")
@@ -302,38 +354,40 @@ def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[Ep
         if comm.is_root:
             print(line, file=out, flush=True)
 
-    failure, log_file = None, None
-    try:  # what one rank may fail at alone; then the ranks agree before the first collective
-        given = options.given()
-        if given.get("epochs") is not None and given.get("iters") is not None:
-            raise ConfigError("--epochs and --iters are mutually exclusive; give one of them")
-        if comm.is_root:
-            _check_output_paths(options)
-        dev = training_device(options.device, comm)
-        network, optimizer, settings, iteration, data = (
-            _resume(options.resume, dev, given, options.data_dir) if options.resume is not None
-            else _start(dev, given, options.data_dir))
-        if options.log and comm.is_root:
-            log_file = _open_log(options.log, options.resume is not None)
-    except XPNetError as exc:
-        failure = exc
-    try:
+    failure, log_file, threads = None, None, None
+    with contextlib.ExitStack() as cleanup:  # the lock and the log, whatever ends the run
+        try:  # what one rank may fail at alone; then the ranks agree before the first collective
+            given = options.given()
+            if given.get("epochs") is not None and given.get("iters") is not None:
+                raise ConfigError("--epochs and --iters are mutually exclusive; give one of them")
+            if comm.is_root:
+                _check_output_paths(options)
+                if options.save is not None:
+                    cleanup.enter_context(RunLock(options.save))  # one run per checkpoint file
+            dev = training_device(options.device, comm)
+            threads = share_cores(comm.local_size)  # after the device's library is loaded
+            network, optimizer, settings, iteration, data = (
+                _resume(options.resume, dev, given, options.data_dir)
+                if options.resume is not None else _start(dev, given, options.data_dir))
+            if options.log and comm.is_root:
+                log_file = cleanup.enter_context(_open_log(options.log, options.resume is not None))
+        except XPNetError as exc:
+            failure = exc
         comm.agree(failure)
         trainer = Trainer(network, optimizer, data.train, data.test,
                           batch_size=settings["batch_size"], seed=settings["seed"], comm=comm,
                           progress=not options.quiet and sys.stderr.isatty(), jit=options.jit)
-        return _train(trainer, options, settings, iteration, dev, say, log_file, data)
-    finally:
-        if log_file is not None:
-            log_file.close()
+        return _train(trainer, options, settings, iteration, dev, say, log_file, data, threads)
 
 
 def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], iteration: int,
            dev: Device, say: Callable[[str], None], log_file: TextIO | None,
-           data: Dataset) -> list[EpochRecord]:
+           data: Dataset, threads: int | None) -> list[EpochRecord]:
     comm = trainer.comm
     processes = (f", {comm.size} processes (data-parallel, gradients by "
                  f"{comm.transport_name(dev)})" if comm.size > 1 else "")
+    if threads is not None:
+        processes += f", {_plural(threads, 'thread')} each"
     compiled = ", each step compiled (--jit)" if options.jit else ""
     say(f"xpnet: training on {dev.name} ({dev.backend}), {settings['dtype']}{processes}{compiled}")
     if not options.quiet:
@@ -358,7 +412,9 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
     if options.save is not None and comm.is_root:
         callbacks.append(_checkpoint(options.save, trainer, settings, data))
     started = time.perf_counter()
-    records = trainer.fit(iterations=target, on_epoch=callbacks)
+    # NumPy's overflow warnings would come before the one line saying the loss diverged
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        records = trainer.fit(iterations=target, on_epoch=callbacks)
     if options.plot is not None and comm.is_root:
         from .plotting import plot_history
 

@@ -27,7 +27,8 @@ from .models import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvN
 from .regularization import BatchNormalization, Dropout
 
 __all__ = ["Case", "layer_case", "network_case", "CASES", "PARITY_RTOL", "parity_errors",
-           "CheckRow", "run_checks", "format_table"]
+           "CheckRow", "run_checks", "format_table", "format_header", "format_row",
+           "format_failures"]
 
 # max |result - NumPy float64| / max |NumPy float64|, per compared array
 PARITY_RTOL: dict[str, float] = {"float64": 1e-12, "float32": 1e-5}
@@ -245,8 +246,10 @@ def _placement_problem(results: Mapping[str, Array], dev: Device, dtype: str) ->
 
 
 def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float32"),
-               cases: list[Case] | None = None) -> list[CheckRow]:
-    """Run parity and gradient checks of ``cases`` on ``spec``; one row per case, dtype and check."""
+               cases: list[Case] | None = None,
+               on_row: Callable[[CheckRow], None] | None = None) -> list[CheckRow]:
+    """Run parity and gradient checks of ``cases`` on ``spec``; one row per case, dtype and check,
+    each passed to ``on_row`` as soon as it is known (a check can take a minute)."""
     dev = resolve_device(spec)
     cpu = resolve_device("cpu")
     rows = []
@@ -264,6 +267,8 @@ def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float3
             except Exception as exc:  # a check reports every failure as a row, never a traceback
                 parity.message = _describe_failure(exc)
             rows.append(parity)
+            if on_row is not None:
+                on_row(parity)
 
             grad = CheckRow("gradient", case.name, dtype)
             try:
@@ -275,6 +280,8 @@ def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float3
             except Exception as exc:
                 grad.message = _describe_failure(exc)
             rows.append(grad)
+            if on_row is not None:
+                on_row(grad)
     return rows
 
 
@@ -283,13 +290,42 @@ def _describe_failure(exc: Exception) -> str:
     return text if isinstance(exc, XPNetError) else f"{type(exc).__name__}: {text}"
 
 
-def format_table(rows: list[CheckRow]) -> str:
+_HEADER = ("check", "layer", "dtype", "max abs error", "max rel error", "tolerance", "result")
+
+
+def _cells(row: CheckRow) -> tuple[str, ...]:
+    return (row.check, row.case, row.dtype, f"{row.max_abs_error:.2e}", f"{row.max_rel_error:.2e}",
+            f"{row.tolerance:.0e}", "pass" if row.passed else "FAIL")
+
+
+def _widths(cases: list[Case]) -> list[int]:
+    """Column widths known before any row: rows can be printed as they come, aligned."""
+    longest = ("gradient", max((c.name for c in cases), key=len, default=""), "float64",
+               "0.00e+00", "0.00e+00", "1e-05", "pass")
+    return [max(len(h), len(c)) for h, c in zip(_HEADER, longest)]
+
+
+def _line(cells: tuple[str, ...], widths: list[int]) -> str:
+    return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
+
+
+def format_header(cases: list[Case] | None = None) -> str:
+    """The table's header line, aligned with :func:`format_row`."""
+    return _line(_HEADER, _widths(cases or CASES))
+
+
+def format_row(row: CheckRow, cases: list[Case] | None = None) -> str:
+    """One row of the table, aligned with :func:`format_header`."""
+    return _line(_cells(row), _widths(cases or CASES))
+
+
+def format_failures(rows: list[CheckRow]) -> str:
+    """One line per failed row, saying why (empty when none failed)."""
+    return "\n".join(f"FAIL {r.check} {r.case} {r.dtype}: {r.message}" for r in rows if r.message)
+
+
+def format_table(rows: list[CheckRow], cases: list[Case] | None = None) -> str:
     """The rows as an aligned text table, failures followed by their reasons."""
-    header = ("check", "layer", "dtype", "max abs error", "max rel error", "tolerance", "result")
-    lines = [header] + [
-        (r.check, r.case, r.dtype, f"{r.max_abs_error:.2e}", f"{r.max_rel_error:.2e}",
-         f"{r.tolerance:.0e}", "pass" if r.passed else "FAIL") for r in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
-    text += [f"FAIL {r.check} {r.case} {r.dtype}: {r.message}" for r in rows if r.message]
-    return "\n".join(text)
+    text = [format_header(cases), *(format_row(r, cases) for r in rows)]
+    failures = format_failures(rows)
+    return "\n".join(text + ([failures] if failures else []))

@@ -37,6 +37,7 @@ import numpy as np  # host staging and the small control messages only
 
 from .backend import Array, Device, namespace_of
 from .errors import ConfigError, DistributedError, XPNetError
+from .interrupts import LAUNCHER_SIZE_VARIABLES as _LAUNCHER_SIZE_VARIABLES
 from .packing import Layout, explain, make_layout, structure_key
 from .transports import choose_transport
 
@@ -44,8 +45,6 @@ __all__ = ["Communicator", "DistributedError", "SharedError", "DistributedOptimi
 
 logger = logging.getLogger("xpnet")
 
-# Set by launchers in each process they start: MPICH/Hydra and Intel MPI, Open MPI, MVAPICH.
-_LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 # Distinct array structures remembered per communicator (each entry is a few hundred bytes).
 _LAYOUT_CACHE_SIZE = 64

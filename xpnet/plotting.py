@@ -69,6 +69,10 @@ def plot_history(history: Sequence[Any], path: str | os.PathLike[str], *,
                   label="test acc")
     acc_axes.set(xlabel="epochs", ylabel="accuracy", title="accuracy")
     acc_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(history) == 1:
+        # one point: matplotlib would zoom into it (a 0.0002-wide axis); show it on a scale
+        # of whole epochs and of accuracy from 0 to 1
+        acc_axes.set(xlim=(0, epochs[0] + 1), ylim=(0, 1.02))
     acc_axes.legend(loc="lower right")
     try:
         figure.savefig(path)

@@ -149,15 +149,18 @@ class Trainer:
         failure = None
         self._compiled: CompiledStep | None = None
         try:  # what may fail on one rank alone (its data, its device): the ranks agree first
+            if self.comm.size > 1 and self.device.backend == "jax":  # both problems at once
+                also = " nor --jit (it compiles a one-process step)" if jit else ""
+                raise ConfigError("data-parallel training does not take JAX arrays yet (it packs "
+                                  "gradients into a reused buffer; JAX's arrays are immutable)"
+                                  f"{also}; train JAX on one process, with or without --jit, or "
+                                  f"use cpu, cuda or torch{' without --jit' if jit else ''} on "
+                                  f"{self.comm.size} processes")
             if jit:
                 if self.comm.size > 1:
                     raise ConfigError("--jit compiles a one-process step; leave it out to "
                                       f"train on {self.comm.size} processes")
                 self._compiled = compile_step(network, optimizer)
-            if self.comm.size > 1 and self.device.backend == "jax":
-                raise ConfigError("data-parallel training does not take JAX arrays yet (it packs "
-                                  "gradients into a reused buffer; JAX's arrays are immutable); "
-                                  "train JAX on one process, or use cpu, cuda or torch")
             self._take_data(train, test, batch_size, eval_batch_size)
         except XPNetError as exc:
             failure = exc
