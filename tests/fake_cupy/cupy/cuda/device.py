@@ -61,6 +61,16 @@ class Device:
         return runtime.deviceGetPCIBusId(self.id)
 
     @property
+    def mem_info(self) -> tuple[int, int]:
+        # device.pyx:293-306: (free, total) bytes, asked with this device current
+        previous = runtime.getDevice()
+        try:
+            runtime.setDevice(self.id)
+            return runtime.memGetInfo()
+        finally:
+            runtime.setDevice(previous)
+
+    @property
     def compute_capability(self) -> str:
         return "90"
 

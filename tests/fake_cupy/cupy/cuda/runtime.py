@@ -62,6 +62,13 @@ def deviceGetPCIBusId(device: int) -> str:
     return f"0000:{device + 0x17:02x}:00.0"
 
 
+def memGetInfo() -> tuple[int, int]:
+    # runtime.pyx:611-615 (cupy_backends/cuda/api): cudaMemGetInfo on the current device, whose
+    # context it needs; an H100's 80 GB, all free
+    create_context(getDevice())
+    return 80 * 10**9, 80 * 10**9
+
+
 def deviceSynchronize() -> None:
     create_context(getDevice())
 
