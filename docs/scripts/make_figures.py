@@ -81,23 +81,27 @@ def draw_graph(path: Path, nodes: dict[str, tuple[float, float, str]],
             ax.add_patch(plt.Circle((x, y), 0.28, fill=False, lw=1.5))
             ax.text(x, y, op, ha="center", va="center", fontsize=16)
     for value, source, target in edges:
-        (x0, y0, op0), (x1, y1, _) = nodes[source], nodes[target]
+        (x0, y0, op0), (x1, y1, op1) = nodes[source], nodes[target]
         start = (x0 + (0.28 if op0 else 0.0), y0)
-        end = (x1 - 0.28, y1)
+        end = (x1 - (0.28 if op1 else 0.0), y1)
         ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "lw": 1.2})
-        mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
-        ax.text(mx, my + 0.12, _number(forward[value]), ha="center", va="bottom", color=FORWARD,
+        # numbers a third of the way along: edges that meet at a node stay apart there
+        lx, ly = start[0] + (end[0] - start[0]) / 3, start[1] + (end[1] - start[1]) / 3
+        ax.text(lx, ly + 0.1, _number(forward[value]), ha="center", va="bottom", color=FORWARD,
                 fontsize=11)
-        ax.text(mx, my - 0.12, _number(backward[value]), ha="center", va="top", color=BACKWARD,
+        ax.text(lx, ly - 0.1, _number(backward[value]), ha="center", va="top", color=BACKWARD,
                 fontsize=11)
+    targets = {target for _, _, target in edges}
     for name, (x, y, op) in nodes.items():
         if not op:
-            ax.text(x - 0.05, y, name.replace("_", " "), ha="right", va="center", fontsize=10)
-    ax.text(1.0, -0.05, "forward", color=FORWARD, transform=ax.transAxes, ha="right", va="top")
-    ax.text(1.0, -0.2, "backward", color=BACKWARD, transform=ax.transAxes, ha="right", va="top")
+            sink = name in targets
+            ax.text(x + (0.08 if sink else -0.08), y, name.replace("_", " "),
+                    ha="left" if sink else "right", va="center", fontsize=10)
+    ax.text(1.0, 0.07, "forward", color=FORWARD, transform=ax.transAxes, ha="right", va="bottom")
+    ax.text(1.0, 0.0, "backward", color=BACKWARD, transform=ax.transAxes, ha="right", va="bottom")
     xs = [x for x, _, _ in nodes.values()]
     ys = [y for _, y, _ in nodes.values()]
-    ax.set_xlim(min(xs) - 1.4, max(xs) + 0.6)
+    ax.set_xlim(min(xs) - 1.4, max(xs) + 1.0)
     ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
     ax.set_aspect("equal")
     ax.axis("off")
