@@ -189,3 +189,24 @@ def test_tutorial_first_figure_is_shown(browser, server: str):
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", figure)  # clear of the sticky header
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     figure.screenshot(str(SCREENSHOTS / "tutorial_figure.png"))
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if "python -m pytest" in line and "pip install" in line)
+    assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_constraints_take_torch_cpu_build_on_linux():
+    """PyPI's Linux torch is the CUDA build; the constraints admit only the +cpu one there."""
+    from packaging.requirements import Requirement
+
+    lines = (ROOT / ".ci" / "constraints-cpu.txt").read_text().splitlines()
+    assert "--find-links https://download.pytorch.org/whl/cpu/torch/" in lines
+    torch = [Requirement(line) for line in lines if line.startswith("torch")]
+    on_linux = [r for r in torch if r.marker is None or r.marker.evaluate({"sys_platform": "linux"})]
+    elsewhere = [r for r in torch if r.marker is None or r.marker.evaluate({"sys_platform": "darwin"})]
+    assert len(on_linux) == 1 and len(elsewhere) == 1
+    assert on_linux[0].specifier.contains("2.13.0+cpu") and not on_linux[0].specifier.contains("2.13.0")
+    assert not on_linux[0].specifier.contains("2.13.0+cu128")
+    assert elsewhere[0].specifier.contains("2.13.0")
