@@ -6,11 +6,12 @@
 - the nav lists the pages of docs/ in a reading order, then any page it does not know, so a
   new page needs no edit here to be on the site;
 - the demo gets onnxruntime-web from docs/demo/node_modules (``npm ci``, run here when it is
-  missing) and a model trained and exported by the ``xpnet`` command.
+  missing) and a model trained and exported by the ``xpnet`` command (cached in .cache/).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import logging
 import os
@@ -30,6 +31,7 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "docs" / "demo"
 ORT_DIST = DEMO / "node_modules" / "onnxruntime-web" / "dist"
+CACHE = ROOT / ".cache" / "docs-demo"
 # the WebAssembly-only build of onnxruntime-web and the two files its loader fetches
 ORT_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 # pages the nav knows, in reading order; any other docs/*.md page follows them
@@ -119,14 +121,30 @@ def _ort_dist() -> Path:
 
 
 def demo_model(path: Path) -> None:
-    """Train the demo's network with ``xpnet train`` and write it with ``xpnet export``."""
+    """Train the demo's network with ``xpnet train`` and write it with ``xpnet export``.
+
+    The model is kept in .cache/docs-demo/ under a hash of xpnet's sources and the training
+    options, so rebuilds (``mkdocs serve``) train again only after the code changed.
+    """
+    digest = hashlib.sha256(repr(DEMO_TRAIN).encode())
+    for source in sorted((ROOT / "xpnet").rglob("*.py")):
+        digest.update(source.read_bytes())
+    cached = CACHE / f"model-{digest.hexdigest()[:16]}.onnx"
+    if not cached.is_file():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        _train_and_export(cached)
+    shutil.copy2(cached, path)
+
+
+def _train_and_export(path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = str(Path(tmp) / "demo.npz")
         for args in (("train", *DEMO_TRAIN, "--save", checkpoint),
-                     ("export", "--checkpoint", checkpoint, "--output", str(path))):
+                     ("export", "--checkpoint", checkpoint, "--output", str(Path(tmp) / "demo.onnx"))):
             run = subprocess.run([sys.executable, "-m", "xpnet", *args], env=env, text=True,
                                  capture_output=True)
             if run.returncode != 0:
                 raise PluginError(f"the demo's model: xpnet {args[0]} failed: {run.stderr.strip()}")
             log.info(run.stdout.strip().splitlines()[-1])
+        shutil.move(Path(tmp) / "demo.onnx", path)  # only a complete model enters the cache
