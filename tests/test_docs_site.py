@@ -210,3 +210,38 @@ def test_constraints_take_torch_cpu_build_on_linux():
     assert on_linux[0].specifier.contains("2.13.0+cpu") and not on_linux[0].specifier.contains("2.13.0")
     assert not on_linux[0].specifier.contains("2.13.0+cu128")
     assert elsewhere[0].specifier.contains("2.13.0")
+
+
+def _build_with(tmp_path: Path, page: str, text: str) -> None:
+    """Build the site strictly, in this process, from a copy of docs/ with one page added."""
+    require(importlib.util.find_spec("mkdocs") is not None, "mkdocs (pip install -e '.[docs]')")
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+
+    docs = tmp_path / "docs"
+    shutil.copytree(ROOT / "docs", docs, ignore=shutil.ignore_patterns("node_modules"))
+    (docs / page).write_text(text)
+    config = load_config(config_file=str(ROOT / "mkdocs.yml"), docs_dir=str(docs),
+                         site_dir=str(tmp_path / "site"), strict=True)
+    build(config)
+
+
+@pytest.mark.parametrize("text, culprit", [
+    ("# Broken\n\nSee [the missing page](no-such-page.md).\n", "no-such-page.md"),
+    ("# Missing\n\n::: xpnet.NoSuchName\n", "xpnet.NoSuchName"),
+])
+def test_strict_build_fails_on_a_broken_link_or_a_missing_api_name(tmp_path, monkeypatch, caplog,
+                                                                  text, culprit):
+    from mkdocs.exceptions import Abort, PluginError
+
+    monkeypatch.chdir(ROOT)  # mkdocs.yml names the Griffe extension by its path from here
+    with pytest.raises((Abort, PluginError)):
+        _build_with(tmp_path, "extra.md", text)
+    assert culprit in caplog.text
+
+
+def test_strict_build_of_a_copy_passes_with_a_good_page(tmp_path, monkeypatch):
+    """The control for the test above: the same build, a page with a working link."""
+    monkeypatch.chdir(ROOT)
+    _build_with(tmp_path, "extra.md", "# Fine\n\nSee [the tutorial](tutorial.md) and `xpnet.Affine`.\n")
+    assert (tmp_path / "site" / "extra" / "index.html").is_file()
