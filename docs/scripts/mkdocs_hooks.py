@@ -116,7 +116,7 @@ def _ort_dist() -> Path:
             raise PluginError("the demo page needs onnxruntime-web from the npm registry and npm is "
                               "not installed: install Node.js and npm, then build again")
         log.info("installing onnxruntime-web (npm ci in docs/demo)")
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=DEMO, check=True)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts"], cwd=DEMO, check=True)
     return ORT_DIST
 
 
