@@ -197,11 +197,11 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
-def test_constraints_take_torch_cpu_build_on_linux():
-    """PyPI's Linux torch is the CUDA build; the constraints admit only the +cpu one there."""
+def test_torch_requirements_take_the_cpu_build_on_linux():
+    """PyPI's Linux torch is the CUDA build; the README installs only the +cpu one there."""
     from packaging.requirements import Requirement
 
-    lines = (ROOT / ".ci" / "constraints-cpu.txt").read_text().splitlines()
+    lines = (ROOT / ".ci" / "torch-cpu.txt").read_text().splitlines()
     assert "--find-links https://download.pytorch.org/whl/cpu/torch/" in lines
     torch = [Requirement(line) for line in lines if line.startswith("torch")]
     on_linux = [r for r in torch if r.marker is None or r.marker.evaluate({"sys_platform": "linux"})]
