@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import array_api_extra as xpx
 from array_api_compat import device as array_device_of, is_writeable_array
 
 from .backend import Array, namespace_of, on_input_device
 from .errors import ConfigError, ShapeError
-from .layers import Layer, check_input_dtype
+from .layers import Layer, check_input_dtype, register_layer
 from .validate import check_count, check_size
 
 __all__ = ["conv_output_size", "im2col", "col2im", "Convolution", "Pooling"]
@@ -155,12 +156,21 @@ class Convolution(Layer):
 
     param_names: tuple[str, ...] = ("W", "b")
     saved_names: tuple[str, ...] = ("cols", "W_mat")
+    kept_names: tuple[str, ...] = ("_spare_cols", "_spare_dout_cols")
+    prefix = "Conv"
 
-    def __init__(self, W: Array, b: Array, stride: int = 1, pad: int = 0, *,
-                 input_grad: bool = True) -> None:
-        if W.ndim != 4 or tuple(b.shape) != (W.shape[0],):
+    def __init__(self, W: Array | None = None, b: Array | None = None, stride: int = 1,
+                 pad: int = 0, *, input_grad: bool = True, filter_num: int | None = None,
+                 filter_size: int | None = None, weight_init_std: str | float = "he") -> None:
+        if W is None:  # a layer for xpnet.Sequential, which creates W and b in build
+            self.filter_num = check_size("filter_num", filter_num)
+            self.filter_size = check_size("filter_size", filter_size)
+        elif W.ndim != 4 or b is None or tuple(b.shape) != (W.shape[0],):
             raise ShapeError(f"Convolution needs W of shape (FN, C, FH, FW) and b of shape (FN,), "
-                             f"got {tuple(W.shape)} and {tuple(b.shape)}")
+                             f"got {tuple(W.shape)} and {None if b is None else tuple(b.shape)}")
+        else:
+            self.filter_num, self.filter_size = W.shape[0], W.shape[2]
+        self.weight_init_std = weight_init_std
         self.W = W
         self.b = b
         self.stride = check_size("Convolution stride", stride)
@@ -175,6 +185,25 @@ class Convolution(Layer):
         self.W_mat = None  # W as (FN, FH*FW*C)
         self.dW = None
         self.db = None
+
+    def build(self, input_shape: tuple[int, ...], init: Any) -> tuple[int, ...]:
+        """``W`` (filter_num, C, filter_size, filter_size) for images ``input_shape`` (C, H, W)."""
+        if len(input_shape) != 3:
+            raise ShapeError(f"Convolution takes images (C, H, W), got samples of shape "
+                             f"{tuple(input_shape)}")
+        channels = input_shape[0]
+        if self.W is None:
+            size = self.filter_size
+            self.W = init.normal((self.filter_num, channels, size, size),
+                                 init.std(self.weight_init_std, channels * size * size))
+            self.b = init.zeros((self.filter_num,))
+        out_h, out_w = _check_geometry("Convolution", (1, *input_shape), self.W.shape[2],
+                                       self.W.shape[3], self.stride, self.pad)
+        return (self.W.shape[0], out_h, out_w)
+
+    def settings(self) -> dict[str, Any]:
+        return {"filter_num": self.filter_num, "filter_size": self.filter_size,
+                "stride": self.stride, "pad": self.pad, "weight_init_std": self.weight_init_std}
 
     @on_input_device
     def forward(self, x: Array) -> Array:
@@ -255,6 +284,7 @@ class Pooling(Layer):
     """
 
     saved_names: tuple[str, ...] = ("windows", "out")
+    prefix = "Pool"
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
         self.pool_h = check_size("Pooling pool_h", pool_h)
@@ -267,6 +297,14 @@ class Pooling(Layer):
         self.x_shape: tuple[int, ...] | None = None
         self.windows: list[Array] = []
         self.out = None
+
+    def build(self, input_shape: tuple[int, ...], init: Any) -> tuple[int, ...]:
+        if len(input_shape) != 3:
+            raise ShapeError(f"Pooling takes images (C, H, W), got samples of shape "
+                             f"{tuple(input_shape)}")
+        out_h, out_w = _check_geometry("Pooling", (1, *input_shape), self.pool_h, self.pool_w,
+                                       self.stride, self.pad)
+        return (input_shape[0], out_h, out_w)
 
     @on_input_device
     def forward(self, x: Array) -> Array:
@@ -312,3 +350,7 @@ def _tiled_windows(parts: list[Array], input_shape: tuple[int, ...], size: int, 
     if rest_h or rest_w:
         img = xpx.pad(img, ((0, 0), (0, 0), (0, rest_h), (0, rest_w)))
     return img[:, :, pad:pad + h, pad:pad + w]
+
+
+register_layer(Convolution)
+register_layer(Pooling)

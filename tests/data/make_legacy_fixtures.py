@@ -31,7 +31,7 @@ def main(folder: Path) -> None:
     rng = np.random.default_rng(0)
     for name, build in NETWORKS.items():
         net = build()
-        weights.update({f"{name}/{key}": value for key, value in net.params.items()})
+        weights.update({f"{name}/{key}": value.copy() for key, value in net.params.items()})
         optimizer = xpnet.Momentum(lr=0.1)
         x = rng.standard_normal((4, *net.input_shape)).astype(np.float32)
         t = np.arange(4) % 3
