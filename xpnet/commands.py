@@ -27,9 +27,10 @@ from .backend import device as resolve_device
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import ConfigError, XPNetError
 from .optim import Optimizer, make_optimizer
-from .registry import MODEL_DEFAULTS, build_model
+from .registry import ACTIVATION_NAMES, MODEL_DEFAULTS, build_model
 from .training import EpochRecord, Trainer, eval_batch_size_of, send_dataset
-from .validate import DTYPES, check_choice, check_nonnegative, check_positive, check_size
+from .validate import (DTYPES, check_choice, check_has_values, check_nonnegative, check_positive,
+                       check_size)
 
 __all__ = ["DEFAULTS", "RESUME_FIXED", "TrainOptions", "run_training", "evaluate_checkpoint",
            "training_device"]
@@ -45,7 +46,6 @@ DEFAULTS: dict[str, Any] = {
 # optimizer state or the order of the batches.
 RESUME_FIXED = ("model", "hidden", "activation", "weight_decay", "dtype", "optimizer",
                 "batch_size", "seed", "train_limit")
-ACTIVATIONS = ("relu", "sigmoid")
 IMAGE_SHAPE = (1, 28, 28)
 NUM_CLASSES = 10
 
@@ -99,7 +99,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if settings.get("lr") is not None:
         check_positive("--lr", settings["lr"])
     check_nonnegative("--weight-decay", settings["weight_decay"])
-    check_choice("activation", settings["activation"], ACTIVATIONS)
+    check_choice("activation", settings["activation"], ACTIVATION_NAMES)
     check_choice("dtype", settings["dtype"], DTYPES)
 
 
@@ -127,9 +127,7 @@ def training_device(spec: str | Device, comm: distributed.Communicator | None = 
     if comm is not None and comm.size > 1 and isinstance(spec, str):
         spec = _rank_gpu(spec.strip().lower(), comm.local_rank)
     dev = resolve_device(spec)
-    if dev.name == "torch:meta":
-        raise ConfigError("torch:meta holds shapes but no values, so nothing can be trained or "
-                          "measured there (it exists to find host syncs in tests); use torch:cpu")
+    check_has_values(dev, "training or evaluating")
     return dev
 
 

@@ -46,6 +46,7 @@ import numpy as np  # host staging and the small control messages only
 
 from .backend import Array, Device, device_of, namespace_of, to_numpy
 from .errors import ConfigError, XPNetError
+from .validate import check_has_values, dtype_name
 
 __all__ = ["Communicator", "DistributedError", "SharedError", "DistributedOptimizer", "init", "current"]
 
@@ -103,14 +104,10 @@ def _kind(device: Device) -> str:
     return "host"
 
 
-def _dtype_name(dtype: Any) -> str:
-    return str(dtype).rsplit(".", 1)[-1]  # numpy: float32; torch and strict: <module>.float32
-
-
 def _make_layout(arrays: Mapping[str, Array]) -> _Layout:
     keys = sorted(arrays)
     devices = {key: device_of(arrays[key]) for key in keys}
-    manifest = tuple((key, tuple(arrays[key].shape), _dtype_name(arrays[key].dtype),
+    manifest = tuple((key, tuple(arrays[key].shape), dtype_name(arrays[key].dtype),
                       _kind(devices[key])) for key in keys)
     digest = int.from_bytes(hashlib.blake2b(repr(manifest).encode(), digest_size=8).digest(),
                             "little") >> 2  # below 2**62, so -digest fits in an int64 too
@@ -210,7 +207,7 @@ class _NcclTransport:
 
     def _type(self, buf: Array) -> int:
         try:
-            return self.types[_dtype_name(buf.dtype)]
+            return self.types[dtype_name(buf.dtype)]
         except KeyError:
             raise DistributedError(f"NCCL cannot reduce {buf.dtype} arrays; use one of "
                                    f"{', '.join(self.types)}") from None
@@ -422,9 +419,8 @@ class Communicator:
             raise DistributedError(f"{operation}: the arrays are on several devices "
                                    f"({', '.join(d.name for d in layout.devices)}); keep a "
                                    "model's arrays on one device")
-        if layout.devices and layout.devices[0].name == "torch:meta":
-            raise DistributedError(f"{operation}: torch:meta tensors hold no values to "
-                                   "communicate; use torch:cpu or torch:cuda")
+        if layout.devices:
+            check_has_values(layout.devices[0], operation, DistributedError)
         return layout
 
     def _transport(self, device: Device) -> Any:

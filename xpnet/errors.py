@@ -27,3 +27,10 @@ class GradientCheckError(XPNetError, AssertionError):
 
 class ConfigError(XPNetError, ValueError):
     """An argument out of range: a non-positive size or rate, an unknown name."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its class's name when it has none): what a one-line
+    report of a foreign exception shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

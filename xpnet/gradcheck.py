@@ -12,8 +12,9 @@ The reported "max rel error" is ``max|analytic - numerical| / max|numerical|``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +24,11 @@ from array_api_compat import device as array_device_of
 
 from .backend import Array, namespace_of, on_input_device, to_numpy
 from .errors import GradientCheckError
+from .rng import Generator
+from .validate import dtype_name
 
-__all__ = ["numerical_gradient", "numerical_param_gradients", "check_layer", "check_network", "GradientReport", "TOLERANCES",
-           "KINK_MARGIN"]
+__all__ = ["numerical_gradient", "numerical_param_gradients", "same_draws", "check_layer",
+           "check_network", "GradientReport", "TOLERANCES", "KINK_MARGIN"]
 
 # (rtol, atol) by the dtype of the analytic gradient
 TOLERANCES: dict[str, tuple[float, float]] = {"float64": (1e-6, 1e-7), "float32": (1e-3, 1e-4)}
@@ -71,20 +74,43 @@ def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4)
     """Central differences of ``network.loss(x, t)`` for every entry of ``network.params``.
 
     Each parameter in turn is swapped for its perturbed copies in the ``params`` dict (networks
-    read ``params`` at every call) and put back, whatever happens.
+    read ``params`` at every call) and put back, whatever happens. The layers' random streams
+    restart from one seed before every evaluation (:func:`same_draws`): the gradient of a
+    network that draws random numbers is the gradient at fixed draws.
     """
     grads = {}
-    for key, original in list(network.params.items()):
+    with same_draws(network) as restart:
+        for key, original in list(network.params.items()):
 
-        def loss_at(value: Array, key: str = key, original: Array = original) -> Any:
-            network.params[key] = value
-            try:
-                return network.loss(x, t)
-            finally:
-                network.params[key] = original
+            def loss_at(value: Array, key: str = key, original: Array = original) -> Any:
+                network.params[key] = value
+                restart()
+                try:
+                    return network.loss(x, t)
+                finally:
+                    network.params[key] = original
 
-        grads[key] = numerical_gradient(loss_at, original, h=h)
+            grads[key] = numerical_gradient(loss_at, original, h=h)
     return grads
+
+
+@contextlib.contextmanager
+def same_draws(network: Any, seed: int = 0) -> Iterator[Callable[[], None]]:
+    """Within it, the returned function gives every random stream of ``network``'s layers
+    (their ``random_streams``) a new generator seeded with ``seed``, so each evaluation after
+    a call draws the same numbers; on leaving, the layers' own generators are put back."""
+    streams = [(layer, name) for layer in network.layers.values() for name in layer.random_streams]
+    originals = [getattr(layer, name) for layer, name in streams]
+
+    def restart() -> None:
+        for layer, name in streams:
+            setattr(layer, name, Generator(network.device, seed))
+
+    try:
+        yield restart
+    finally:
+        for (layer, name), generator in zip(streams, originals):
+            setattr(layer, name, generator)
 
 
 @on_input_device
@@ -178,11 +204,14 @@ def check_network(network: Any, x: Array, t: Array, *, rtol: float | None = None
     small enough that no hidden ReLU input crosses its kink, then the original parameters
     are put back. Also asserts that ``gradient`` left ``x``, ``t`` and
     the parameters untouched and that each gradient matches its parameter's device and dtype.
+    Layers drawing random numbers draw the same ones in every evaluation (:func:`same_draws`).
     """
     xp = namespace_of(x, t, *network.params.values())
     before = {key: xp.asarray(value, copy=True) for key, value in network.params.items()}
     x_before, t_before = xp.asarray(x, copy=True), xp.asarray(t, copy=True)
-    analytic = network.gradient(x, t)
+    with same_draws(network) as restart:  # the numbers numerical_param_gradients draws
+        restart()
+        analytic = network.gradient(x, t)
     name = type(network).__name__
     for key, value in network.params.items():
         if not bool(xp.all(value == before[key])):
@@ -211,7 +240,7 @@ def check_network(network: Any, x: Array, t: Array, *, rtol: float | None = None
 
 def _compare(label: str, analytic: Array, numerical: Array, rtol: float | None,
              atol: float | None, min_scale: float = 0.0) -> GradientReport:
-    default_rtol, default_atol = TOLERANCES[_dtype_name(analytic)]
+    default_rtol, default_atol = TOLERANCES[dtype_name(analytic.dtype)]
     rtol = default_rtol if rtol is None else rtol
     atol = default_atol if atol is None else atol
     a = to_numpy(analytic).astype(np.float64)
@@ -249,10 +278,6 @@ def _away_from_kink(xp: Any, x: Array) -> Array:
 def _step(x: Array) -> float:
     """Central-difference step: ~cube root of float64 eps balances truncation and rounding."""
     return 1e-5 * max(1.0, float(np.max(np.abs(to_numpy(x)), initial=0.0)))
-
-
-def _dtype_name(x: Array) -> str:
-    return "float64" if "64" in str(x.dtype) else "float32"
 
 
 def _to_float(value: Any) -> float:

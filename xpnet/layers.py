@@ -20,7 +20,7 @@ from .backend import Array, namespace_of, on_device_of, on_input_device
 from .errors import ConfigError, ShapeError
 from .functions import as_one_hot, log_softmax, sigmoid
 
-__all__ = ["Layer", "array_names", "register_layer", "registered_name", "layer_class", "last_layer_of", "LAYERS",
+__all__ = ["Layer", "array_names", "call_forward", "register_layer", "registered_name", "layer_class", "last_layer_of", "LAYERS",
            "AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss",
            "MSELoss"]
 
@@ -124,6 +124,11 @@ def array_names(layer: Any) -> tuple[str, ...]:
     return (*params, *("d" + name for name in params), *getattr(layer, "saved_names", ()),
             *getattr(layer, "state_names", ()), *getattr(layer, "kept_names", ()),
             *getattr(layer, "random_streams", ()))
+
+
+def call_forward(layer: Any, x: Any, train_flg: bool) -> Any:
+    """``layer.forward(x)``, with ``train_flg`` for a layer that has a training mode."""
+    return layer.forward(x, train_flg) if layer.has_train_mode else layer.forward(x)
 
 
 def _is_json(value: Any) -> bool:

@@ -20,7 +20,8 @@ from .conv import Convolution, Pooling, conv_output_size
 from .errors import ConfigError, ShapeError
 from .gradcheck import numerical_param_gradients
 from .init import Initializer
-from .layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, layer_class, registered_name
+from .layers import (Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, call_forward, layer_class,
+                     registered_name)
 from .regularization import BatchNormalization, Dropout
 from .validate import check_choice, check_count, check_dtype, check_nonnegative, check_size
 
@@ -133,7 +134,7 @@ class Sequential:
         self.bind_params()
         with self.device:
             for layer in self.layers.values():
-                x = layer.forward(x, train_flg) if layer.has_train_mode else layer.forward(x)
+                x = call_forward(layer, x, train_flg)
         return x
 
     def loss(self, x: Array, t: Array, train_flg: bool = True) -> Array:
