@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from conftest import blobs
+from helpers import blobs
 from xpnet.compiled import compile_step
 from xpnet.errors import ConfigError
 from xpnet.optim import make_optimizer

@@ -14,7 +14,7 @@ import pytest
 from array_api_compat import device as array_device_of
 
 import xpnet
-from conftest import blobs
+from helpers import blobs
 from xpnet import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet, build_model
 from xpnet.registry import from_config
 
