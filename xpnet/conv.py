@@ -116,8 +116,8 @@ def _stacked(parts: list[Array], reusable: Array | None) -> Array:
     and the backend writes in place.
 
     A large fresh array costs the operating system's zeroing of its pages on every step (on
-    NumPy, stacking DeepConvNet's 45 MB of windows took 8 ms fresh and 3 ms into last step's
-    array); JAX's arrays are immutable, so there a new one is made each time.
+    NumPy, about three times the stack itself: docs/performance.md); JAX's arrays are
+    immutable, so there a new one is made each time.
     """
     xp = namespace_of(*parts)
     shape = (len(parts), *parts[0].shape)
@@ -145,7 +145,7 @@ class Convolution(Layer):
     ``W.T @ dout`` backward) instead of one small product per image, and only the output and
     the input gradient change layout (NCHW <-> CNHW), copies the size of one image batch rather
     than of the windows. ``W`` is reordered to (FN, FH, FW, C) to match the rows. On a 2-core
-    CPU this made DeepConvNet's 3x3 layers up to 2.2x faster (docs/performance.md).
+    CPU this made DeepConvNet's 3x3 layers faster (measured in docs/performance.md).
 
     With stride 1 and no more filters than channels, backward computes ``dx`` as a convolution
     of ``dout`` (:meth:`_input_gradient_by_correlation`); otherwise it sums ``W.T @ dout``'s
@@ -251,8 +251,8 @@ class Convolution(Layer):
         Each input pixel gets ``W[f, c, i, j] * dout[f, y - i + pad, x - j + pad]`` summed: a
         forward pass of ``dout`` padded by ``filter - 1 - pad``, with ``W`` turned 180 degrees and
         its channel axes swapped. That is one stack and one product, like forward's, where the
-        columns' product (K = FN) plus the sum of FH*FW slices back onto the image took up to
-        twice as long on DeepConvNet's layers with FN = C (docs/performance.md).
+        columns' product (K = FN) plus the sum of FH*FW slices back onto the image took longer
+        on DeepConvNet's layers with FN = C (docs/performance.md).
         """
         xp = namespace_of(dout)
         filters, channels, size, _ = self.W.shape
@@ -322,7 +322,7 @@ class Pooling(Layer):
         xp = namespace_of(dout)
         routed, unrouted = [], dout  # unrouted: outputs whose first maximum is still to come
         for k, window in enumerate(self.windows):  # row-major: the order argmax finds the first
-            # a multiply by the 0/1 mask, not where(): NumPy's where is 10x slower
+            # a multiply by the 0/1 mask, not where(): NumPy's where is slower (docs/performance.md)
             routed.append(unrouted * xp.astype(window == self.out, dout.dtype))
             if k + 1 < len(self.windows):
                 unrouted = unrouted - routed[-1]  # exact: x - x is 0 and x - 0 is x
@@ -335,7 +335,8 @@ def _tiled_windows(parts: list[Array], input_shape: tuple[int, ...], size: int, 
     """:func:`_summed_windows` for windows that tile the image (stride = window = ``size``).
 
     No pixel is in two windows, so each part is written (not added) into its slice of an
-    empty image, and only the pixels no window covers are zeroed: 2.5x faster for 2x2 pooling.
+    empty image, and only the pixels no window covers are zeroed: faster than adding onto zeros
+    (docs/performance.md).
     """
     xp = namespace_of(*parts)
     n, c, h, w = input_shape

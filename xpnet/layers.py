@@ -233,7 +233,8 @@ class ReLU(Layer):
     @on_input_device
     def backward(self, dout: Array) -> Array:
         # A new array: the book's `dout[mask] = 0` corrupted the caller's gradient. Multiplying
-        # by 0/1 has no branches; NumPy's `where` on a random mask is about 20x slower.
+        # by 0/1 has no branches; NumPy's `where` on a random mask is far slower
+        # (docs/performance.md).
         xp = namespace_of(dout)
         return dout * xp.astype(~self.mask, dout.dtype)
 
