@@ -2,6 +2,14 @@
 
 >>> import xpnet
 >>> net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", seed=0)
+
+The modules come in tiers; a module imports only from its own tier and the tiers before it
+(tests/test_tiers.py reads this list and checks every import):
+
+1. core: errors, validate, backend, rng, functions, init, datasets
+2. layers and networks: layers, conv, regularization, gradcheck, models, registry
+3. training: optim, distributed, compiled, training, checkpoint, export, plotting
+4. commands: device_check, commands, cli, __main__
 """
 
 from .backend import Device, cuda_status, device, device_of, namespace_of, to_numpy
