@@ -34,7 +34,7 @@ def mlp_bn(dev, dtype):
 
 def mlp_dropout(dev, dtype):
     return xpnet.MultiLayerNetExtend(FEATURES, [10, 8], CLASSES, use_batchnorm=True,
-                                     use_dropout=True, dropout_ration=0.3, device=dev, dtype=dtype,
+                                     use_dropout=True, dropout_ratio=0.3, device=dev, dtype=dtype,
                                      seed=1)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .validate import DTYPES
 
 __all__ = ["CACHE_DIR_ENV", "DATA_DIR_ENV", "MNIST_FILES", "MNIST_SHA256", "load_mnist", "read_idx"]
 
@@ -47,7 +48,6 @@ MNIST_SHA256: dict[str, str] = {
 }
 
 _PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "mnist"
-_VALID_DTYPES = ("float32", "float64")
 _NUM_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_UBYTE = 0x08
@@ -172,8 +172,8 @@ def _check_dtype(dtype: object) -> np.dtype:
         resolved = None if dtype is None else np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError:
         resolved = None
-    if resolved is None or resolved.name not in _VALID_DTYPES:
-        raise DataError(f"dtype must be one of {', '.join(_VALID_DTYPES)}, got {dtype!r}")
+    if resolved is None or resolved.name not in DTYPES:
+        raise DataError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return resolved
 
 

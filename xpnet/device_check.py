@@ -181,7 +181,7 @@ def _chapter_6_7_cases() -> list[Case]:
                      rng.standard_normal((6, 5)), labels),
         network_case("MultiLayerNetExtend (BatchNorm, Dropout)",
                      lambda dev, dtype: _with_fixed_masks(MultiLayerNetExtend(
-                         5, [6, 6], 3, use_dropout=True, dropout_ration=0.3, use_batchnorm=True,
+                         5, [6, 6], 3, use_dropout=True, dropout_ratio=0.3, use_batchnorm=True,
                          weight_decay_lambda=0.05, device=dev, dtype=dtype, seed=3), 6, dev),
                      rng.standard_normal((6, 5)), labels),
         network_case("SimpleConvNet",
