@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import xpnet
+from xpnet.init import Initializer
 from xpnet.layers import array_names
 from helpers import MPI_PROGRAMS, mpiexec
 
@@ -38,6 +39,19 @@ def test_the_documented_code_is_the_example():
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     source = (ROOT / "examples" / "custom_layer.py").read_text()
     assert blocks and all(block in source for block in blocks)
+
+
+def test_layer_gradient_matches_numerical_gradients_on_every_backend(backend):
+    """The layer alone, noise included (check_layer restarts its stream for every evaluation)."""
+    rng = np.random.default_rng(4)
+    layer = custom_layer.NoisyCentering(stddev=0.5)
+    init = Initializer(backend, "float64", seed=0)
+    layer.build((5,), init)
+    layer.gain = backend.send(rng.random(5) + 0.5, "float64")
+    x = backend.send(rng.standard_normal((6, 5)) * 2 + 1, "float64")
+    reports = xpnet.check_layer(layer, x, forward_kwargs={"train_flg": True})
+    assert [r.name for r in reports] == ["NoisyCentering d(input 0)", "NoisyCentering.dgain"]
+    assert layer.rng is None  # the check put the layer's own (absent) stream back
 
 
 def test_gradient_matches_numerical_gradients_on_every_backend(backend):

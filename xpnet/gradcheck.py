@@ -22,7 +22,7 @@ import array_api_extra as xpx
 import numpy as np
 from array_api_compat import device as array_device_of
 
-from .backend import Array, namespace_of, on_input_device, to_numpy
+from .backend import Array, device_of, namespace_of, on_input_device, to_numpy
 from .errors import GradientCheckError
 from .rng import Generator
 from .validate import dtype_name
@@ -79,7 +79,7 @@ def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4)
     network that draws random numbers is the gradient at fixed draws.
     """
     grads = {}
-    with same_draws(network) as restart:
+    with same_draws(network.layers.values(), network.device) as restart:
         for key, original in list(network.params.items()):
 
             def loss_at(value: Array, key: str = key, original: Array = original) -> Any:
@@ -95,16 +95,16 @@ def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4)
 
 
 @contextlib.contextmanager
-def same_draws(network: Any, seed: int = 0) -> Iterator[Callable[[], None]]:
-    """Within it, the returned function gives every random stream of ``network``'s layers
-    (their ``random_streams``) a new generator seeded with ``seed``, so each evaluation after
-    a call draws the same numbers; on leaving, the layers' own generators are put back."""
-    streams = [(layer, name) for layer in network.layers.values() for name in layer.random_streams]
+def same_draws(layers: Any, device: Any, seed: int = 0) -> Iterator[Callable[[], None]]:
+    """Within it, the returned function gives every random stream of ``layers`` (their
+    ``random_streams``) a new generator on ``device`` seeded with ``seed``, so each evaluation
+    after a call draws the same numbers; on leaving, the layers' own generators are put back."""
+    streams = [(layer, name) for layer in layers for name in layer.random_streams]
     originals = [getattr(layer, name) for layer, name in streams]
 
     def restart() -> None:
         for layer, name in streams:
-            setattr(layer, name, Generator(network.device, seed))
+            setattr(layer, name, Generator(device, seed))
 
     try:
         yield restart
@@ -124,7 +124,10 @@ def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
     in ``layer.param_names``. ``dout`` defaults to seeded normal noise shaped like the
     output. Elements of the first input closer than ``KINK_MARGIN`` to zero are moved away
     from it first, so no difference straddles ReLU's kink (labels and targets stay as given).
-    Raises :class:`GradientCheckError`; returns the reports when all pass.
+    A layer drawing random numbers (``random_streams``) draws the same ones in every
+    evaluation (:func:`same_draws`); with float32 inputs, backends that draw float64 numbers
+    differently (JAX) need a float64 check. Raises :class:`GradientCheckError`; returns the
+    reports when all pass.
     """
     forward_kwargs = dict(forward_kwargs or {})
     xp = namespace_of(*inputs)
@@ -132,7 +135,18 @@ def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
         inputs = (_away_from_kink(xp, inputs[0]), *inputs[1:])
     layer_name = type(layer).__name__
     snapshots = [xp.asarray(x, copy=True) for x in inputs]
+    with same_draws([layer], device_of(inputs[0]), seed) as restart:
+        restart()
+        return _check_layer(layer, layer_name, xp, inputs, snapshots, dout, forward_kwargs, rtol,
+                            atol, seed, restart)
 
+
+def _check_layer(layer: Any, layer_name: str, xp: Any, inputs: tuple[Array, ...],
+                 snapshots: list[Array], dout: Array | None, forward_kwargs: dict[str, Any],
+                 rtol: float | None, atol: float | None, seed: int,
+                 restart: Callable[[], None]) -> list[GradientReport]:
+    """:func:`check_layer` with the layer's random streams restarted by ``restart`` (the float64
+    twin shares them: each evaluation draws the numbers of the analytic pass)."""
     out = layer.forward(*inputs, **forward_kwargs)
     dtype = out.dtype
     if dout is None:
@@ -157,6 +171,9 @@ def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
     dout64 = xp.astype(dout, xp.float64)
 
     def weighted_output() -> Any:
+        restart()
+        for name in layer.random_streams:
+            setattr(twin, name, getattr(layer, name))
         return xp.sum(twin.forward(*inputs64, **forward_kwargs) * dout64)
 
     # label -> (analytic gradient, f of the float64 value, float64 value, original value)
@@ -209,7 +226,8 @@ def check_network(network: Any, x: Array, t: Array, *, rtol: float | None = None
     xp = namespace_of(x, t, *network.params.values())
     before = {key: xp.asarray(value, copy=True) for key, value in network.params.items()}
     x_before, t_before = xp.asarray(x, copy=True), xp.asarray(t, copy=True)
-    with same_draws(network) as restart:  # the numbers numerical_param_gradients draws
+    # the numbers numerical_param_gradients draws
+    with same_draws(network.layers.values(), network.device) as restart:
         restart()
         analytic = network.gradient(x, t)
     name = type(network).__name__
