@@ -23,7 +23,7 @@ from xpnet.training import Trainer
 def run(use_dropout: bool, train, test, args) -> list:
     """Train one network and return its per-epoch records (train and test accuracy)."""
     network = xpnet.MultiLayerNetExtend(784, [100] * 6, 10, use_dropout=use_dropout,
-                                        dropout_ration=0.2, device=args.device, seed=args.seed)
+                                        dropout_ratio=0.2, device=args.device, seed=args.seed)
     trainer = Trainer(network, make_optimizer("sgd", lr=0.01), train, test, batch_size=100,
                       seed=args.seed)
     print(f"training {'with' if use_dropout else 'without'} dropout...", flush=True)

@@ -25,9 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
-import numpy as np
 import pytest
-import torch
 from cupy_semantics import cupy_device_rules
 
 import xpnet
@@ -43,13 +41,20 @@ def _gpu_param(name: str, available: int, needed: int, reason: str) -> pytest.pa
     return pytest.param(name, marks=marks)
 
 
+def _torch_gpus() -> int:
+    """PyTorch's usable GPUs; asked when a torch:cuda case runs, so that collecting the tests
+    does not import torch (only the tests that use it do)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def _gpu_params() -> list[pytest.param]:
     count, reason = xpnet.cuda_status()
-    torch_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     return [_gpu_param("cupy", count, 1, reason or f"{count} found"),
             # the second GPU: creation and kernels must follow the arrays, not GPU 0
             _gpu_param("cupy-1", count, 2, reason or f"{count} found"),
-            _gpu_param("torch-cuda", torch_count, 1, "PyTorch sees no CUDA GPU")]
+            pytest.param("torch-cuda", marks=[pytest.mark.gpu])]  # skipped in the fixture if none
 
 
 BACKENDS = [*CPU_BACKENDS, *_gpu_params()]
@@ -80,6 +85,8 @@ def backend_context(name: str) -> contextlib.AbstractContextManager:
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> xpnet.Device:
     """A device of each backend configuration, with its strict flags in force for the test."""
+    if request.param == "torch-cuda" and _torch_gpus() < 1:
+        pytest.skip("torch-cuda needs 1 usable GPU(s): PyTorch sees no CUDA GPU")
     with backend_context(request.param):
         yield xpnet.device(_SPECS[request.param])
 
@@ -96,16 +103,6 @@ def cupy_like() -> Iterator[xpnet.Device]:
     device's arrays raise (tests/cupy_semantics.py). Restored after the test."""
     with cupy_device_rules():
         yield xpnet.device("array_api_strict:device1")
-
-
-def blobs(n: int, seed: int = 0, features: int = 8, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` samples of ``classes`` well separated Gaussian clusters, float64 features and int
-    labels on the host. The centres are fixed, so sets drawn with other seeds (a test set) come
-    from the same clusters."""
-    centres = 3.0 * np.random.default_rng(1234).standard_normal((classes, features))
-    rng = np.random.default_rng(seed)
-    t = rng.integers(0, classes, n)
-    return centres[t] + rng.standard_normal((n, features)), t
 
 
 @pytest.fixture(scope="session")

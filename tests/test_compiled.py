@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpnet
-from conftest import blobs
+from helpers import blobs
 from xpnet.compiled import compile_step
 from xpnet.errors import ConfigError
 from xpnet.optim import make_optimizer
@@ -34,7 +34,7 @@ def mlp_bn(dev, dtype):
 
 def mlp_dropout(dev, dtype):
     return xpnet.MultiLayerNetExtend(FEATURES, [10, 8], CLASSES, use_batchnorm=True,
-                                     use_dropout=True, dropout_ration=0.3, device=dev, dtype=dtype,
+                                     use_dropout=True, dropout_ratio=0.3, device=dev, dtype=dtype,
                                      seed=1)
 
 
@@ -66,7 +66,7 @@ def test_jitted_training_ends_with_the_eager_parameters(build, optimizer):
     eager = trained(build, False, optimizer)
     with jax.checking_leaks():  # a tracer left on a layer, the optimizer or a generator raises
         compiled = trained(build, True, optimizer)
-    assert compiled._compiled.compilations == 1  # one program for every step of every epoch
+    assert compiled._update.compilations == 1  # one program for every step of every epoch
     assert compiled.optimizer.step_count == eager.optimizer.step_count == 8
     # atol: a bias before BatchNorm has no gradient, only rounding noise (1e-12)
     expected = host(eager.network.params)

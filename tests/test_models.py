@@ -7,7 +7,7 @@ import pytest
 from array_api_compat import device as array_device_of
 
 import xpnet
-from conftest import blobs
+from helpers import blobs
 
 
 def test_book_training_loop_learns_on_every_backend(backend):

@@ -11,7 +11,7 @@ import pytest
 from array_api_compat import device as array_device_of
 
 import xpnet
-from conftest import blobs as blobs_of
+from helpers import blobs as blobs_of
 from xpnet.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.registry import build_model
 from xpnet.optim import make_optimizer

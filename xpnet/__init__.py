@@ -2,6 +2,16 @@
 
 >>> import xpnet
 >>> net = xpnet.TwoLayerNet(784, 50, 10, device="cpu", seed=0)
+
+The modules come in tiers; a module imports only from its own tier and the tiers before it
+(tests/test_tiers.py reads this list and checks every import):
+
+1. core: errors, interrupts, cuda, validate, backend, rng, functions, init, download, datasets,
+   imageio
+2. layers and networks: layers, conv, regularization, gradcheck, models, registry
+3. training: optim, packing, transports, distributed, compiled, training, checkpoint, export,
+   plotting
+4. commands: device_check, outputs, threads, predict, commands, cli, __main__
 """
 
 # first: Ctrl-C during the imports below ends the xpnet command in one line, not a traceback
@@ -14,10 +24,11 @@ from .errors import (BackendMismatchError, ConfigError, DataError, DeviceError, 
                      ShapeError, XPNetError)
 from .functions import cross_entropy_error, log_softmax, sigmoid, softmax
 from .gradcheck import check_layer, check_network, numerical_gradient
-from .layers import Affine, AddLayer, Layer, MSELoss, MulLayer, ReLU, Relu, Sigmoid, SoftmaxWithLoss
+from .layers import (Affine, AddLayer, Layer, MSELoss, MulLayer, ReLU, Relu, Sigmoid, SoftmaxWithLoss,
+                     register_layer)
 from .conv import Convolution, Pooling, col2im, im2col
-from .models import (DeepConvNet, LayerNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvNet,
-                     TwoLayerNet)
+from .models import (DeepConvNet, LayerNet, MultiLayerNet, MultiLayerNetExtend, Sequential,
+                     SimpleConvNet, TwoLayerNet)
 from .registry import build_model, from_config
 from .rng import Generator
 from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, OPTIMIZERS, RMSprop, make_optimizer
@@ -33,7 +44,7 @@ __all__ = [
     "XPNetError", "DeviceError", "BackendMismatchError", "ShapeError", "DataError",
     "GradientCheckError", "ConfigError",
     "sigmoid", "softmax", "log_softmax", "cross_entropy_error",
-    "Layer", "AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss",
+    "Layer", "register_layer", "Sequential", "AddLayer", "MulLayer", "ReLU", "Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "MSELoss",
     "TwoLayerNet", "numerical_gradient", "check_layer", "check_network",
     "Convolution", "Pooling", "im2col", "col2im", "Dropout", "BatchNormalization",
     "LayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet", "DeepConvNet", "build_model", "from_config",

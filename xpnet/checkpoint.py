@@ -14,7 +14,10 @@ reader never sees half a checkpoint. It holds plain arrays only and is read with
     optimizer/<slot>/<key> optimizer state, e.g. optimizer/v/W1 for Momentum
 
 A checkpoint loads on any device, whatever device wrote it: the arrays go through host
-memory, and the network is rebuilt from its config by :func:`xpnet.registry.from_config`.
+memory, and the network is rebuilt from its config by :func:`xpnet.registry.from_config`: a
+network of the book from its constructor's arguments, a :class:`~xpnet.Sequential` from its
+layer list (each layer's registered name and settings), so a layer class of one's own must be
+registered (:func:`xpnet.register_layer`) before loading; an unknown one is refused in one line.
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
-    from .commands import ACTIVATIONS, DEFAULTS
+    from .commands import DEFAULTS
+    from .registry import ACTIVATION_NAMES
     from .optim import OPTIMIZERS
     from .registry import MODEL_NAMES, model_help
 
@@ -86,7 +87,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                        help=f"hidden layer sizes (default {' '.join(map(str, DEFAULTS['hidden']))}; "
                             "deepconvnet: 50)")
     train.add_argument("--activation", metavar="NAME",
-                       help=f"{' or '.join(ACTIVATIONS)} (default {DEFAULTS['activation']})")
+                       help=f"{' or '.join(ACTIVATION_NAMES)} (default {DEFAULTS['activation']})")
     train.add_argument("--weight-decay", type=float, metavar="LAMBDA",
                        help="L2 weight decay lambda (default 0)")
     train.add_argument("--dtype", metavar="NAME", help="float32 or float64 (default float32)")

@@ -37,10 +37,11 @@ from .datasets import Dataset, dataset_key, load_dataset
 from .errors import ConfigError, XPNetError
 from .outputs import RunLock, check_writable
 from .optim import Optimizer, make_optimizer
-from .registry import MODEL_DEFAULTS, build_model
+from .registry import ACTIVATION_NAMES, MODEL_DEFAULTS, build_model
 from .threads import share_cores
 from .training import EpochRecord, Trainer, eval_batch_size_of, send_dataset
-from .validate import DTYPES, check_choice, check_nonnegative, check_positive, check_size
+from .validate import (DTYPES, check_choice, check_has_values, check_nonnegative, check_positive,
+                       check_size)
 
 __all__ = ["DEFAULTS", "RESUME_FIXED", "TrainOptions", "run_training", "evaluate_checkpoint",
            "training_device", "check_fits", "dataset_record"]
@@ -56,7 +57,6 @@ DEFAULTS: dict[str, Any] = {
 # optimizer state or the order of the batches.
 RESUME_FIXED = ("model", "hidden", "activation", "weight_decay", "dtype", "optimizer",
                 "batch_size", "seed", "train_limit", "dataset")
-ACTIVATIONS = ("relu", "sigmoid")
 CONVOLUTIONAL = {"convnet": "conv-pool", "deepconvnet": "(conv-conv-pool)x3"}
 
 
@@ -112,7 +112,7 @@ def _check_settings(settings: dict[str, Any]) -> None:
     if settings.get("lr") is not None:
         check_positive("--lr", settings["lr"])
     check_nonnegative("--weight-decay", settings["weight_decay"])
-    check_choice("activation", settings["activation"], ACTIVATIONS)
+    check_choice("activation", settings["activation"], ACTIVATION_NAMES)
     check_choice("dtype", settings["dtype"], DTYPES)
 
 
@@ -137,9 +137,7 @@ def training_device(spec: str | Device, comm: distributed.Communicator | None = 
     if comm is not None and comm.size > 1 and isinstance(spec, str):
         spec = _rank_gpu(spec.strip().lower(), comm.local_rank)
     dev = resolve_device(spec, make_current=True)  # a CuPy GPU: no context on any other
-    if dev.name == "torch:meta":
-        raise ConfigError("torch:meta holds shapes but no values, so nothing can be trained or "
-                          "measured there (it exists to find host syncs in tests); use torch:cpu")
+    check_has_values(dev, "training or evaluating")
     return dev
 
 

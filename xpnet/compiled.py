@@ -10,13 +10,14 @@ out as a result, and nothing traced stays behind:
 
 - the state goes in and comes out, donated (its buffers are reused for the results): the
   parameters, the optimizer's slots, the layers' ``state_names`` (BatchNorm's running
-  statistics) and the ``jax.random`` keys of the layers' generators (Dropout's masks are drawn
-  from a key passed in, not frozen into the program as constants);
+  statistics) and the ``jax.random`` keys of the generators in the layers' ``random_streams``
+  (Dropout's masks are drawn from a key passed in, not frozen into the program as constants);
 - what depends on the step count (Adam's bias-corrected rate) is computed on the host by
   :meth:`~xpnet.optim.Optimizer.step_scalars` and passed in, so one program serves every step;
 - while tracing, each layer, the optimizer and the generators are bound to tracers; before
-  the traced function returns, their attributes are put back as they were (the layers' saved
-  arrays, gradients, masks and loss), and the results are then bound to them, concrete.
+  the traced function returns, every array a layer names (:func:`~xpnet.layers.array_names`:
+  parameters, gradients, saved, state and kept arrays, random streams) and each generator's
+  key are put back as they were, and the results are then bound to them, concrete.
 
 Donation means the arrays held before a step are deleted by it: read ``network.params``
 after the step, never an array taken from it before. Hyper-parameters (learning rate,
@@ -31,8 +32,8 @@ from typing import Any
 
 from .backend import Array, Device
 from .errors import ConfigError
+from .layers import array_names, last_layer_of
 from .optim import Optimizer
-from .regularization import Dropout
 from .rng import Generator
 
 __all__ = ["COMPILERS", "CompiledStep", "compile_step", "check_compilable"]
@@ -64,9 +65,9 @@ class CompiledStep:
 
     Returns the mini-batch's loss (a 0-d array on the device, also left in the network's loss
     layer as ``loss``, as an eager step leaves it) and counts the update in
-    ``optimizer.step_count``. ``network`` follows the :class:`~xpnet.models.LayerNet`
-    protocol: ``params``, ``layers``, a loss layer ``lastLayer`` (or ``last_layer``) and
-    ``gradient``.
+    ``optimizer.step_count``. ``network`` follows the :class:`~xpnet.Sequential`
+    protocol: ``params``, ``layers``, a loss layer ``lastLayer`` (or ``last_layer``),
+    ``gradient`` and ``bind_params``.
     """
 
     def __init__(self, network: Any, optimizer: Optimizer) -> None:
@@ -74,16 +75,17 @@ class CompiledStep:
         self.optimizer = optimizer
         self.device: Device = network.device
         check_compilable(self.device)
-        self._last_layer = getattr(network, "lastLayer", None) or getattr(network, "last_layer")
+        self._last_layer = last_layer_of(network)
         self._compiled: dict[tuple, Callable[..., Any]] = {}  # optimizer config -> program
         self.compilations = 0  # programs traced so far (a test checks each is reused)
 
     def __call__(self, x: Array, t: Array) -> Array:
         network, optimizer = self.network, self.optimizer
         layers = list(network.layers.values())
-        for layer in layers:  # an unseeded Dropout would make its generator while tracing
-            if isinstance(layer, Dropout) and layer.rng is None and layer.fixed_mask is None:
-                layer.rng = Generator(self.device)
+        for layer in layers:  # an unseeded stream would make its generator while tracing
+            for name in layer.random_streams:
+                if getattr(layer, name) is None:
+                    setattr(layer, name, Generator(self.device))
         optimizer.init_state(network.params)
         generators = _generators(layers)
         state = _state(network, optimizer, layers, generators)
@@ -100,8 +102,7 @@ class CompiledStep:
         params, slots, buffers, keys, loss = program(state, scalars, x, t)
         optimizer.step_count += 1
         _bind(network, optimizer, layers, generators, (params, slots, buffers, keys))
-        if hasattr(network, "_load_params"):  # the layers held the donated parameters
-            network._load_params()
+        network.bind_params()  # the layers held the donated parameters
         self._last_layer.loss = loss
         return loss
 
@@ -112,8 +113,7 @@ class CompiledStep:
         network, optimizer = self.network, self.optimizer
         layers = list(network.layers.values())
         generators = _generators(layers)
-        with _restored([network, *layers, self._last_layer, optimizer, *generators],
-                       network.params, optimizer.state):
+        with _restored([*layers, self._last_layer], generators, network.params, optimizer.state):
             _bind(network, optimizer, layers, generators, state)
             optimizer.apply(network.params, network.gradient(x, t), scalars)
             return (*_state(network, optimizer, layers, generators), self._last_layer.loss)
@@ -149,21 +149,26 @@ def compile_step(network: Any, optimizer: Optimizer) -> CompiledStep:
 
 
 def _generators(layers: list[Any]) -> list[Generator]:
-    """The distinct generators the layers draw from, in layer order (one may serve several)."""
+    """The distinct generators of the layers' random streams, in layer order (one may serve
+    several)."""
     found: dict[int, Generator] = {}
     for layer in layers:
-        for value in vars(layer).values():
-            if isinstance(value, Generator):
-                found.setdefault(id(value), value)
+        for name in layer.random_streams:
+            generator = getattr(layer, name)
+            if generator is not None:
+                found.setdefault(id(generator), generator)
     return list(found.values())
 
 
 class _restored:
-    """Within it, anything may be bound to tracers; on leaving, each object's attributes and
-    each dict's entries (two levels deep) are as they were on entering."""
+    """Within it, anything may be bound to tracers; on leaving, every array each layer names
+    (:func:`~xpnet.layers.array_names`), each generator's key and each dict's entries (two
+    levels deep) are as they were on entering."""
 
-    def __init__(self, objects: list[Any], *dicts: dict[str, Any]) -> None:
-        self._attributes = [(obj, dict(vars(obj))) for obj in {id(o): o for o in objects}.values()]
+    def __init__(self, layers: list[Any], generators: list[Generator], *dicts: dict[str, Any]) -> None:
+        self._attributes = [(layer, {name: getattr(layer, name, None) for name in array_names(layer)})
+                            for layer in {id(layer): layer for layer in layers}.values()]
+        self._keys = [(generator, generator.key) for generator in generators]
         self._dicts = [(d, {key: dict(value) if isinstance(value, dict) else value
                             for key, value in d.items()}) for d in dicts]
 
@@ -171,9 +176,11 @@ class _restored:
         return None
 
     def __exit__(self, *exc: object) -> None:
-        for obj, attributes in self._attributes:
-            vars(obj).clear()
-            vars(obj).update(attributes)
+        for layer, attributes in self._attributes:
+            for name, value in attributes.items():
+                setattr(layer, name, value)
+        for generator, key in self._keys:
+            generator.key = key
         for d, entries in self._dicts:
             for key, value in entries.items():
                 if isinstance(value, dict):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import array_api_extra as xpx
 from array_api_compat import device as array_device_of, is_writeable_array
 
 from .backend import Array, namespace_of, on_input_device
 from .errors import ConfigError, ShapeError
-from .layers import Layer, check_input_dtype
+from .layers import Layer, check_input_dtype, register_layer
 from .validate import check_count, check_size
 
 __all__ = ["conv_output_size", "im2col", "col2im", "Convolution", "Pooling"]
@@ -115,8 +116,8 @@ def _stacked(parts: list[Array], reusable: Array | None) -> Array:
     and the backend writes in place.
 
     A large fresh array costs the operating system's zeroing of its pages on every step (on
-    NumPy, stacking DeepConvNet's 45 MB of windows took 8 ms fresh and 3 ms into last step's
-    array); JAX's arrays are immutable, so there a new one is made each time.
+    NumPy, about three times the stack itself: docs/performance.md); JAX's arrays are
+    immutable, so there a new one is made each time.
     """
     xp = namespace_of(*parts)
     shape = (len(parts), *parts[0].shape)
@@ -144,7 +145,7 @@ class Convolution(Layer):
     ``W.T @ dout`` backward) instead of one small product per image, and only the output and
     the input gradient change layout (NCHW <-> CNHW), copies the size of one image batch rather
     than of the windows. ``W`` is reordered to (FN, FH, FW, C) to match the rows. On a 2-core
-    CPU this made DeepConvNet's 3x3 layers up to 2.2x faster (docs/performance.md).
+    CPU this made DeepConvNet's 3x3 layers faster (measured in docs/performance.md).
 
     With stride 1 and no more filters than channels, backward computes ``dx`` as a convolution
     of ``dout`` (:meth:`_input_gradient_by_correlation`); otherwise it sums ``W.T @ dout``'s
@@ -155,12 +156,21 @@ class Convolution(Layer):
 
     param_names: tuple[str, ...] = ("W", "b")
     saved_names: tuple[str, ...] = ("cols", "W_mat")
+    kept_names: tuple[str, ...] = ("_spare_cols", "_spare_dout_cols")
+    prefix = "Conv"
 
-    def __init__(self, W: Array, b: Array, stride: int = 1, pad: int = 0, *,
-                 input_grad: bool = True) -> None:
-        if W.ndim != 4 or tuple(b.shape) != (W.shape[0],):
+    def __init__(self, W: Array | None = None, b: Array | None = None, stride: int = 1,
+                 pad: int = 0, *, input_grad: bool = True, filter_num: int | None = None,
+                 filter_size: int | None = None, weight_init_std: str | float = "he") -> None:
+        if W is None:  # a layer for xpnet.Sequential, which creates W and b in build
+            self.filter_num = check_size("filter_num", filter_num)
+            self.filter_size = check_size("filter_size", filter_size)
+        elif W.ndim != 4 or b is None or tuple(b.shape) != (W.shape[0],):
             raise ShapeError(f"Convolution needs W of shape (FN, C, FH, FW) and b of shape (FN,), "
-                             f"got {tuple(W.shape)} and {tuple(b.shape)}")
+                             f"got {tuple(W.shape)} and {None if b is None else tuple(b.shape)}")
+        else:
+            self.filter_num, self.filter_size = W.shape[0], W.shape[2]
+        self.weight_init_std = weight_init_std
         self.W = W
         self.b = b
         self.stride = check_size("Convolution stride", stride)
@@ -175,6 +185,25 @@ class Convolution(Layer):
         self.W_mat = None  # W as (FN, FH*FW*C)
         self.dW = None
         self.db = None
+
+    def build(self, input_shape: tuple[int, ...], init: Any) -> tuple[int, ...]:
+        """``W`` (filter_num, C, filter_size, filter_size) for images ``input_shape`` (C, H, W)."""
+        if len(input_shape) != 3:
+            raise ShapeError(f"Convolution takes images (C, H, W), got samples of shape "
+                             f"{tuple(input_shape)}")
+        channels = input_shape[0]
+        if self.W is None:
+            size = self.filter_size
+            self.W = init.normal((self.filter_num, channels, size, size),
+                                 init.std(self.weight_init_std, channels * size * size))
+            self.b = init.zeros((self.filter_num,))
+        out_h, out_w = _check_geometry("Convolution", (1, *input_shape), self.W.shape[2],
+                                       self.W.shape[3], self.stride, self.pad)
+        return (self.W.shape[0], out_h, out_w)
+
+    def settings(self) -> dict[str, Any]:
+        return {"filter_num": self.filter_num, "filter_size": self.filter_size,
+                "stride": self.stride, "pad": self.pad, "weight_init_std": self.weight_init_std}
 
     @on_input_device
     def forward(self, x: Array) -> Array:
@@ -222,8 +251,8 @@ class Convolution(Layer):
         Each input pixel gets ``W[f, c, i, j] * dout[f, y - i + pad, x - j + pad]`` summed: a
         forward pass of ``dout`` padded by ``filter - 1 - pad``, with ``W`` turned 180 degrees and
         its channel axes swapped. That is one stack and one product, like forward's, where the
-        columns' product (K = FN) plus the sum of FH*FW slices back onto the image took up to
-        twice as long on DeepConvNet's layers with FN = C (docs/performance.md).
+        columns' product (K = FN) plus the sum of FH*FW slices back onto the image took longer
+        on DeepConvNet's layers with FN = C (docs/performance.md).
         """
         xp = namespace_of(dout)
         filters, channels, size, _ = self.W.shape
@@ -255,6 +284,7 @@ class Pooling(Layer):
     """
 
     saved_names: tuple[str, ...] = ("windows", "out")
+    prefix = "Pool"
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
         self.pool_h = check_size("Pooling pool_h", pool_h)
@@ -267,6 +297,14 @@ class Pooling(Layer):
         self.x_shape: tuple[int, ...] | None = None
         self.windows: list[Array] = []
         self.out = None
+
+    def build(self, input_shape: tuple[int, ...], init: Any) -> tuple[int, ...]:
+        if len(input_shape) != 3:
+            raise ShapeError(f"Pooling takes images (C, H, W), got samples of shape "
+                             f"{tuple(input_shape)}")
+        out_h, out_w = _check_geometry("Pooling", (1, *input_shape), self.pool_h, self.pool_w,
+                                       self.stride, self.pad)
+        return (input_shape[0], out_h, out_w)
 
     @on_input_device
     def forward(self, x: Array) -> Array:
@@ -284,7 +322,7 @@ class Pooling(Layer):
         xp = namespace_of(dout)
         routed, unrouted = [], dout  # unrouted: outputs whose first maximum is still to come
         for k, window in enumerate(self.windows):  # row-major: the order argmax finds the first
-            # a multiply by the 0/1 mask, not where(): NumPy's where is 10x slower
+            # a multiply by the 0/1 mask, not where(): NumPy's where is slower (docs/performance.md)
             routed.append(unrouted * xp.astype(window == self.out, dout.dtype))
             if k + 1 < len(self.windows):
                 unrouted = unrouted - routed[-1]  # exact: x - x is 0 and x - 0 is x
@@ -297,7 +335,8 @@ def _tiled_windows(parts: list[Array], input_shape: tuple[int, ...], size: int, 
     """:func:`_summed_windows` for windows that tile the image (stride = window = ``size``).
 
     No pixel is in two windows, so each part is written (not added) into its slice of an
-    empty image, and only the pixels no window covers are zeroed: 2.5x faster for 2x2 pooling.
+    empty image, and only the pixels no window covers are zeroed: faster than adding onto zeros
+    (docs/performance.md).
     """
     xp = namespace_of(*parts)
     n, c, h, w = input_shape
@@ -312,3 +351,7 @@ def _tiled_windows(parts: list[Array], input_shape: tuple[int, ...], size: int, 
     if rest_h or rest_w:
         img = xpx.pad(img, ((0, 0), (0, 0), (0, rest_h), (0, rest_w)))
     return img[:, :, pad:pad + h, pad:pad + w]
+
+
+register_layer(Convolution)
+register_layer(Pooling)

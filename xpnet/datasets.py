@@ -37,6 +37,7 @@ import numpy as np
 
 from .download import Source, fetch, sources_for
 from .errors import DataError
+from .validate import DTYPES
 
 __all__ = ["CACHE_DIR_ENV", "DATA_DIR_ENV", "DATASETS", "DATASET_NAMES", "MNIST_FILES",
            "MNIST_SHA256", "Dataset", "DatasetInfo", "dataset_key", "load", "load_dataset",
@@ -62,7 +63,6 @@ MNIST_SHA256: dict[str, str] = {
 }
 
 _PACKAGED_DIR = Path(__file__).resolve().parent / "data" / "mnist"
-_VALID_DTYPES = ("float32", "float64")
 _NUM_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_UBYTE = 0x08
@@ -187,8 +187,8 @@ def _check_dtype(dtype: object) -> np.dtype:
         resolved = None if dtype is None else np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError:
         resolved = None
-    if resolved is None or resolved.name not in _VALID_DTYPES:
-        raise DataError(f"dtype must be one of {', '.join(_VALID_DTYPES)}, got {dtype!r}")
+    if resolved is None or resolved.name not in DTYPES:
+        raise DataError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     return resolved
 
 

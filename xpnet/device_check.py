@@ -19,7 +19,7 @@ from array_api_compat import device as array_device_of
 
 from .backend import Array, Device, to_numpy
 from .backend import device as resolve_device
-from .errors import GradientCheckError, XPNetError
+from .errors import GradientCheckError, XPNetError, first_line
 from .gradcheck import GradientReport, check_layer, check_network
 from .layers import Affine, AddLayer, MSELoss, MulLayer, ReLU, Sigmoid, SoftmaxWithLoss
 from .conv import Convolution, Pooling
@@ -135,7 +135,7 @@ def _with_fixed_masks(net: Any, batch: int, dev: Device) -> Any:
     """``net`` with every Dropout layer's mask fixed from a seeded host draw (same on every backend)."""
     rng = np.random.default_rng(7)
     for layer in net.layers.values():
-        if isinstance(layer, Dropout):
+        if hasattr(layer, "fixed_mask"):  # a layer that takes its mask from us: Dropout
             width = net.params["W1"].shape[1]  # every hidden layer of these cases has W1's width
             layer.fixed_mask = dev.send(rng.random((batch, width)) >= layer.dropout_ratio)
     return net
@@ -182,7 +182,7 @@ def _chapter_6_7_cases() -> list[Case]:
                      rng.standard_normal((6, 5)), labels),
         network_case("MultiLayerNetExtend (BatchNorm, Dropout)",
                      lambda dev, dtype: _with_fixed_masks(MultiLayerNetExtend(
-                         5, [6, 6], 3, use_dropout=True, dropout_ration=0.3, use_batchnorm=True,
+                         5, [6, 6], 3, use_dropout=True, dropout_ratio=0.3, use_batchnorm=True,
                          weight_decay_lambda=0.05, device=dev, dtype=dtype, seed=3), 6, dev),
                      rng.standard_normal((6, 5)), labels),
         network_case("SimpleConvNet",
@@ -286,7 +286,7 @@ def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float3
 
 
 def _describe_failure(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = first_line(exc)
     return text if isinstance(exc, XPNetError) else f"{type(exc).__name__}: {text}"
 
 

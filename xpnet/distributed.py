@@ -40,6 +40,7 @@ from .errors import ConfigError, DistributedError, XPNetError
 from .interrupts import LAUNCHER_SIZE_VARIABLES as _LAUNCHER_SIZE_VARIABLES
 from .packing import Layout, explain, make_layout, structure_key
 from .transports import choose_transport
+from .validate import check_has_values
 
 __all__ = ["Communicator", "DistributedError", "SharedError", "DistributedOptimizer", "init", "current"]
 
@@ -247,9 +248,8 @@ class Communicator:
             raise DistributedError(f"{operation}: the arrays are on several devices "
                                    f"({', '.join(d.name for d in layout.devices)}); keep a "
                                    "model's arrays on one device")
-        if layout.devices and layout.devices[0].name == "torch:meta":
-            raise DistributedError(f"{operation}: torch:meta tensors hold no values to "
-                                   "communicate; use torch:cpu or torch:cuda")
+        if layout.devices:
+            check_has_values(layout.devices[0], operation, DistributedError)
         return layout
 
     def _transport(self, device: Device) -> Any:

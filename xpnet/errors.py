@@ -31,3 +31,10 @@ class ConfigError(XPNetError, ValueError):
 
 class DistributedError(XPNetError, RuntimeError):
     """Ranks disagree on what they communicate, or MPI cannot be used as asked."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its class's name when it has none): what a one-line
+    report of a foreign exception shows."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -2,23 +2,25 @@
 
 ndonnx is an Array API library whose arrays record every operation applied to them as an
 ONNX graph. Layers find ``xp`` from their inputs (:func:`xpnet.backend.namespace_of`), so
-``predict`` given an ndonnx input, with ndonnx constants in place of the parameters and
-BatchNorm's running statistics, records the network's inference pass: the same layer code
+the layers' forward passes given an ndonnx input, with ndonnx constants in place of their
+parameters and ``state_names`` arrays (BatchNorm's running statistics), record the network's
+inference pass: the same layer code
 that trains on NumPy, CuPy and PyTorch writes the model, with no export code per layer.
 
 The model has one input ``x`` of the network's dtype, shape ``(N, *network.input_shape)``
 with ``N`` free, and one output ``scores``: ``network.predict(x, train_flg=False)``, the class
-scores before softmax. See docs/export.md for what the graph holds and where it runs.
+scores before softmax. A layer whose inference pass uses what ndonnx cannot record is
+refused in one line naming the layer and ndonnx's reason. See docs/export.md for what the
+graph holds and where it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import importlib
 import json
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -27,13 +29,16 @@ import numpy as np
 
 from .backend import to_numpy
 from .checkpoint import load_checkpoint, write_atomically
-from .errors import XPNetError
-from .training import EVAL_BATCH_SIZE
+from .errors import XPNetError, first_line
+from .layers import call_forward
+from .registry import NETWORKS
+from .training import eval_batch_size_of
+from .validate import check_has_values
 
 if TYPE_CHECKING:
     import onnx
 
-    from .models import LayerNet
+    from .models import Sequential
 
 __all__ = ["ExportError", "onnx_model", "export_onnx", "export_checkpoint", "evaluate_onnx",
            "INPUT_NAME", "OUTPUT_NAME", "BATCH_DIM", "ONNX_PROVIDER"]
@@ -59,19 +64,16 @@ def _require(module: str, purpose: str) -> ModuleType:
         raise ExportError(f"{purpose} needs {module}, which is not installed: {INSTALL_HINT}") from None
 
 
-def onnx_model(network: LayerNet) -> onnx.ModelProto:
+def onnx_model(network: Sequential) -> onnx.ModelProto:
     """The ONNX model of ``network.predict(x, train_flg=False)``, recorded by ndonnx.
 
     ``network`` is left exactly as it was: the same ``params`` dict and arrays, and every
     layer attribute (parameters, running statistics, forward caches) the same object.
     """
     ndx = _require("ndonnx", "exporting to ONNX")
-    if network.device.name == "torch:meta":
-        raise ExportError("a network on torch:meta holds shapes but no values: there are no "
-                          "weights to export; load or train it on a real device")
+    check_has_values(network.device, "exporting weights", ExportError)
     x = ndx.argument(shape=(BATCH_DIM, *network.input_shape), dtype=getattr(ndx, network.dtype))
-    with _ndonnx_constants(network, ndx):
-        scores = network.predict(x, train_flg=False)
+    scores = _inference_pass(network, x, ndx)
     model = ndx.build({INPUT_NAME: x}, {OUTPUT_NAME: scores})
     # ndonnx guards each matmul against empty inputs with an If node, which hides the batch
     # dimension from shape inference; naming it tells runtimes and viewers it is x's N
@@ -84,31 +86,28 @@ def onnx_model(network: LayerNet) -> onnx.ModelProto:
     return model
 
 
-@contextlib.contextmanager
-def _ndonnx_constants(network: LayerNet, ndx: ModuleType) -> Iterator[None]:
-    """Put ndonnx constants (host copies) in place of ``network``'s parameters and layer state
-    for the duration, then put back the very objects that were there.
-
-    ``predict`` reads ``network.params`` at every call and BatchNorm keeps its running
-    statistics on the layer (what ``state_dict`` returns). Forward also leaves ndonnx arrays
-    in each layer's caches (inputs, masks), so every layer's attributes are restored as a whole.
-    """
-    params = network.params
-    attributes = [(layer, dict(vars(layer))) for layer in network.layers.values()]
-    try:
-        network.params = {key: ndx.asarray(to_numpy(value)) for key, value in params.items()}
-        for key, value in network.state_dict().items():
-            name, attribute = key.rsplit(".", 1)
-            setattr(network.layers[name], attribute, ndx.asarray(value))
-        yield
-    finally:
-        network.params = params
-        for layer, saved in attributes:
-            vars(layer).clear()
-            vars(layer).update(saved)
+def _inference_pass(network: Sequential, x: Any, ndx: ModuleType) -> Any:
+    """``network.predict(x, train_flg=False)`` run on a shallow copy of each layer holding
+    ndonnx constants (host copies) of its parameters and ``state_names`` arrays: whatever the
+    forward passes write lands on the copies, so ``network`` is left exactly as it was. A
+    layer ndonnx cannot record is named in one line."""
+    state = network.state_dict()
+    for name, layer in network.layers.items():
+        twin = copy.copy(layer)
+        for key, (owner, attribute) in network.param_slots.items():
+            if owner == name:
+                setattr(twin, attribute, ndx.asarray(to_numpy(network.params[key])))
+        for attribute in layer.state_names:
+            setattr(twin, attribute, ndx.asarray(state[f"{name}.{attribute}"]))
+        try:
+            x = call_forward(twin, x, False)
+        except Exception as exc:  # ndonnx's failures are of many types, from deep inside it
+            raise ExportError(f"layer {name} ({type(layer).__name__}) cannot be exported to ONNX: "
+                              f"ndonnx cannot record its inference pass ({first_line(exc)})") from None
+    return x
 
 
-def export_onnx(network: LayerNet, path: str | os.PathLike[str]) -> Path:
+def export_onnx(network: Sequential, path: str | os.PathLike[str]) -> Path:
     """Write ``network``'s inference pass to ``path`` as an ONNX model; return the path.
 
     One input ``x`` (the network's dtype, shape ``(N, *network.input_shape)``, ``N`` free),
@@ -129,7 +128,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def export_checkpoint(checkpoint: str | os.PathLike[str],
-                      output: str | os.PathLike[str]) -> tuple[Path, LayerNet]:
+                      output: str | os.PathLike[str]) -> tuple[Path, Sequential]:
     """Run ``xpnet export``: ``(path written, network)`` for the network saved in ``checkpoint``.
 
     A missing or damaged checkpoint raises :class:`~xpnet.CheckpointError`, before any file
@@ -141,17 +140,20 @@ def export_checkpoint(checkpoint: str | os.PathLike[str],
 
 
 def evaluate_onnx(path: str | os.PathLike[str], *, data_dir: str | None = None,
-                  eval_batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, int, int]:
+                  eval_batch_size: int | None = None) -> tuple[float, int, int]:
     """``(accuracy, correct, total)`` of the ONNX model at ``path`` on the MNIST test set,
-    run by onnxruntime alone (the counterpart of ``evaluate_checkpoint``).
+    run by onnxruntime alone (the counterpart of ``evaluate_checkpoint``), scored
+    ``eval_batch_size`` rows at a time (default: what the exported network asks for,
+    :func:`~xpnet.training.eval_batch_size_of`).
 
     The model needs one input taking images, each flattened or not, and one output of
     class scores; :func:`export_onnx` writes such models. The class of a row is the first
-    maximum of its scores, as in ``LayerNet.count_correct``.
+    maximum of its scores, as in ``Sequential.count_correct``.
     """
     from .datasets import load_mnist
 
     session = _session(Path(path).expanduser())
+    eval_batch_size = eval_batch_size_of(_exported_network_class(session), eval_batch_size)
     x_info, = session.get_inputs()
     _, (x, t) = load_mnist(dtype=_ORT_DTYPES[x_info.type], data_dir=data_dir)
     sample = tuple(x_info.shape[1:])
@@ -175,11 +177,20 @@ def _session(path: Path) -> Any:
     try:
         session = ort.InferenceSession(str(path), providers=[ONNX_PROVIDER])
     except Exception as exc:  # onnxruntime's errors are its own types, one per failure
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{path} is not a readable ONNX model: {reason}") from None
+        raise ExportError(f"{path} is not a readable ONNX model: {first_line(exc)}") from None
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if len(inputs) != 1 or len(outputs) != 1 or inputs[0].type not in _ORT_DTYPES:
         raise ExportError(f"{path} is not an image classifier xpnet can evaluate: it needs one "
                           "float input (images) and one output (class scores), as xpnet export "
                           "writes")
     return session
+
+
+def _exported_network_class(session: Any) -> Any:
+    """The class of the network an xpnet export recorded in the model's metadata (None for
+    other models)."""
+    config = session.get_modelmeta().custom_metadata_map.get("xpnet.config")
+    try:
+        return NETWORKS.get(json.loads(config).get("model")) if config else None
+    except (ValueError, AttributeError):
+        return None

@@ -12,8 +12,9 @@ The reported "max rel error" is ``max|analytic - numerical| / max|numerical|``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,13 @@ import array_api_extra as xpx
 import numpy as np
 from array_api_compat import device as array_device_of
 
-from .backend import Array, namespace_of, on_input_device, to_numpy
+from .backend import Array, device_of, namespace_of, on_input_device, to_numpy
 from .errors import GradientCheckError
+from .rng import Generator
+from .validate import dtype_name
 
-__all__ = ["numerical_gradient", "numerical_param_gradients", "check_layer", "check_network", "GradientReport", "TOLERANCES",
-           "KINK_MARGIN"]
+__all__ = ["numerical_gradient", "numerical_param_gradients", "same_draws", "check_layer",
+           "check_network", "GradientReport", "TOLERANCES", "KINK_MARGIN"]
 
 # (rtol, atol) by the dtype of the analytic gradient
 TOLERANCES: dict[str, tuple[float, float]] = {"float64": (1e-6, 1e-7), "float32": (1e-3, 1e-4)}
@@ -71,20 +74,43 @@ def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4)
     """Central differences of ``network.loss(x, t)`` for every entry of ``network.params``.
 
     Each parameter in turn is swapped for its perturbed copies in the ``params`` dict (networks
-    read ``params`` at every call) and put back, whatever happens.
+    read ``params`` at every call) and put back, whatever happens. The layers' random streams
+    restart from one seed before every evaluation (:func:`same_draws`): the gradient of a
+    network that draws random numbers is the gradient at fixed draws.
     """
     grads = {}
-    for key, original in list(network.params.items()):
+    with same_draws(network.layers.values(), network.device) as restart:
+        for key, original in list(network.params.items()):
 
-        def loss_at(value: Array, key: str = key, original: Array = original) -> Any:
-            network.params[key] = value
-            try:
-                return network.loss(x, t)
-            finally:
-                network.params[key] = original
+            def loss_at(value: Array, key: str = key, original: Array = original) -> Any:
+                network.params[key] = value
+                restart()
+                try:
+                    return network.loss(x, t)
+                finally:
+                    network.params[key] = original
 
-        grads[key] = numerical_gradient(loss_at, original, h=h)
+            grads[key] = numerical_gradient(loss_at, original, h=h)
     return grads
+
+
+@contextlib.contextmanager
+def same_draws(layers: Any, device: Any, seed: int = 0) -> Iterator[Callable[[], None]]:
+    """Within it, the returned function gives every random stream of ``layers`` (their
+    ``random_streams``) a new generator on ``device`` seeded with ``seed``, so each evaluation
+    after a call draws the same numbers; on leaving, the layers' own generators are put back."""
+    streams = [(layer, name) for layer in layers for name in layer.random_streams]
+    originals = [getattr(layer, name) for layer, name in streams]
+
+    def restart() -> None:
+        for layer, name in streams:
+            setattr(layer, name, Generator(device, seed))
+
+    try:
+        yield restart
+    finally:
+        for (layer, name), generator in zip(streams, originals):
+            setattr(layer, name, generator)
 
 
 @on_input_device
@@ -98,7 +124,10 @@ def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
     in ``layer.param_names``. ``dout`` defaults to seeded normal noise shaped like the
     output. Elements of the first input closer than ``KINK_MARGIN`` to zero are moved away
     from it first, so no difference straddles ReLU's kink (labels and targets stay as given).
-    Raises :class:`GradientCheckError`; returns the reports when all pass.
+    A layer drawing random numbers (``random_streams``) draws the same ones in every
+    evaluation (:func:`same_draws`); with float32 inputs, backends that draw float64 numbers
+    differently (JAX) need a float64 check. Raises :class:`GradientCheckError`; returns the
+    reports when all pass.
     """
     forward_kwargs = dict(forward_kwargs or {})
     xp = namespace_of(*inputs)
@@ -106,7 +135,18 @@ def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
         inputs = (_away_from_kink(xp, inputs[0]), *inputs[1:])
     layer_name = type(layer).__name__
     snapshots = [xp.asarray(x, copy=True) for x in inputs]
+    with same_draws([layer], device_of(inputs[0]), seed) as restart:
+        restart()
+        return _check_layer(layer, layer_name, xp, inputs, snapshots, dout, forward_kwargs, rtol,
+                            atol, seed, restart)
 
+
+def _check_layer(layer: Any, layer_name: str, xp: Any, inputs: tuple[Array, ...],
+                 snapshots: list[Array], dout: Array | None, forward_kwargs: dict[str, Any],
+                 rtol: float | None, atol: float | None, seed: int,
+                 restart: Callable[[], None]) -> list[GradientReport]:
+    """:func:`check_layer` with the layer's random streams restarted by ``restart`` (the float64
+    twin shares them: each evaluation draws the numbers of the analytic pass)."""
     out = layer.forward(*inputs, **forward_kwargs)
     dtype = out.dtype
     if dout is None:
@@ -131,6 +171,9 @@ def check_layer(layer: Any, *inputs: Array, dout: Array | None = None,
     dout64 = xp.astype(dout, xp.float64)
 
     def weighted_output() -> Any:
+        restart()
+        for name in layer.random_streams:
+            setattr(twin, name, getattr(layer, name))
         return xp.sum(twin.forward(*inputs64, **forward_kwargs) * dout64)
 
     # label -> (analytic gradient, f of the float64 value, float64 value, original value)
@@ -178,11 +221,15 @@ def check_network(network: Any, x: Array, t: Array, *, rtol: float | None = None
     small enough that no hidden ReLU input crosses its kink, then the original parameters
     are put back. Also asserts that ``gradient`` left ``x``, ``t`` and
     the parameters untouched and that each gradient matches its parameter's device and dtype.
+    Layers drawing random numbers draw the same ones in every evaluation (:func:`same_draws`).
     """
     xp = namespace_of(x, t, *network.params.values())
     before = {key: xp.asarray(value, copy=True) for key, value in network.params.items()}
     x_before, t_before = xp.asarray(x, copy=True), xp.asarray(t, copy=True)
-    analytic = network.gradient(x, t)
+    # the numbers numerical_param_gradients draws
+    with same_draws(network.layers.values(), network.device) as restart:
+        restart()
+        analytic = network.gradient(x, t)
     name = type(network).__name__
     for key, value in network.params.items():
         if not bool(xp.all(value == before[key])):
@@ -211,7 +258,7 @@ def check_network(network: Any, x: Array, t: Array, *, rtol: float | None = None
 
 def _compare(label: str, analytic: Array, numerical: Array, rtol: float | None,
              atol: float | None, min_scale: float = 0.0) -> GradientReport:
-    default_rtol, default_atol = TOLERANCES[_dtype_name(analytic)]
+    default_rtol, default_atol = TOLERANCES[dtype_name(analytic.dtype)]
     rtol = default_rtol if rtol is None else rtol
     atol = default_atol if atol is None else atol
     a = to_numpy(analytic).astype(np.float64)
@@ -249,10 +296,6 @@ def _away_from_kink(xp: Any, x: Array) -> Array:
 def _step(x: Array) -> float:
     """Central-difference step: ~cube root of float64 eps balances truncation and rounding."""
     return 1e-5 * max(1.0, float(np.max(np.abs(to_numpy(x)), initial=0.0)))
-
-
-def _dtype_name(x: Array) -> str:
-    return "float64" if "64" in str(x.dtype) else "float32"
 
 
 def _to_float(value: Any) -> float:

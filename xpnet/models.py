@@ -1,6 +1,7 @@
 """Networks with the book's API: ``params``, ``layers``, ``predict``, ``loss``, ``accuracy``, ``gradient``.
 
-``params`` is the source of truth: every call reads it, so the book's update
+:class:`Sequential` builds a network from layers in order; the book's networks are built with
+it. ``params`` is the source of truth: every call reads it, so the book's update
 ``network.params[key] -= lr * grad[key]`` works whether the backend updates in place or
 rebinds the dict entry, and assigning a new array to ``params[key]`` replaces the weight.
 """
@@ -18,48 +19,122 @@ from .backend import device as resolve_device
 from .conv import Convolution, Pooling, conv_output_size
 from .errors import ConfigError, ShapeError
 from .gradcheck import numerical_param_gradients
-from .init import normal_weight, ones, weight_std, zeros
-from .layers import Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss
+from .init import Initializer
+from .layers import (Affine, Layer, ReLU, Sigmoid, SoftmaxWithLoss, call_forward, layer_class,
+                     registered_name)
 from .regularization import BatchNormalization, Dropout
-from .rng import Generator
 from .validate import check_choice, check_count, check_dtype, check_nonnegative, check_size
 
-__all__ = ["LayerNet", "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend", "SimpleConvNet",
-           "DeepConvNet"]
+__all__ = ["Sequential", "LayerNet", "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
+           "SimpleConvNet", "DeepConvNet", "ACTIVATIONS"]
+
+LayerEntry = Layer | tuple[str, Layer]
 
 
-class LayerNet:
-    """What every network here shares: a chain of layers, the book's API, weight decay, train mode.
+class Sequential:
+    """A network of ``layers`` applied in order, then ``last_layer`` (SoftmaxWithLoss by default).
 
-    A subclass names itself in ``name`` (its checkpoints' ``config["model"]``), builds
-    ``params``, ``layers`` (ordered, first to last, each a :class:`~xpnet.layers.Layer`),
-    ``lastLayer``, ``_slots`` (params key -> (layer name, attribute) it feeds), ``config``
-    (its constructor's arguments) and ``input_shape``, and sets ``weight_decay_lambda``.
-    Layers with ``has_train_mode`` (Dropout, BatchNormalization) get ``train_flg``; a network
-    holding one sets ``has_train_mode = True``. Layers' ``state_names`` travel through
-    :meth:`state_dict` / :meth:`load_state_dict`.
-    Weight decay adds ``0.5 * lambda * sum(W**2)`` over the weights (keys ``W1``, ``W2``...)
-    to the loss and ``lambda * W`` to their gradients.
+    >>> net = Sequential(Convolution(filter_num=8, filter_size=3, pad=1), ReLU(),
+    ...                  Pooling(2, 2, stride=2), Affine(units=10), input_shape=(1, 28, 28), seed=0)
+
+    Each layer's ``build(input_shape, init)`` gets the shape of one sample reaching it and
+    creates its parameters (Keras's ``build``: sizes are inferred, not repeated), on ``device``
+    in ``dtype``, drawn in layer order from a NumPy generator seeded with ``seed`` (the same
+    weights on every backend). Layers are called in the order given (Chainer's and torch's
+    ``Sequential``) and named by their ``prefix`` numbered per prefix (``Affine1``, ``Relu1``,
+    ``Affine2``), or by a prefix given with the layer as a ``(prefix, layer)`` pair (torch's
+    named entries). Parameters are named as the book does: each parameter name numbered over
+    the layers that have one (``W1``, ``b1`` of the first layer with ``W``; ``gamma1``,
+    ``beta1`` of the first BatchNorm). The first layer does not compute its input's gradient.
+    Layers with random streams get generators seeded from ``seed`` (drawn after every weight).
+
+    The book's API: ``params``, ``layers``, ``lastLayer``, ``predict``, ``loss``, ``accuracy``,
+    ``gradient``, ``numerical_gradient``, plus ``count_correct``, ``state_dict`` /
+    ``load_state_dict`` (the layers' ``state_names``), ``param_slots`` (params key -> (layer
+    name, attribute)), ``input_shape``, ``output_shape``, ``device``, ``dtype`` and ``config``:
+    the layer list (each layer's registered name and ``settings()``) that :meth:`from_config`
+    and checkpoints rebuild it from (a layer class of your own must be registered,
+    :func:`xpnet.register_layer`). Weight decay adds ``0.5 * lambda * sum(W**2)`` over the
+    weights (keys ``W1``, ``W2``...) to the loss and ``lambda * W`` to their gradients.
     """
 
-    name: str = ""
-    has_train_mode = False
-    weight_decay_lambda = 0.0
-    device: Device
-    dtype: str
-    config: dict[str, Any]
-    input_shape: tuple[int, ...]
-    params: dict[str, Array]
-    layers: OrderedDict[str, Layer]
-    lastLayer: Layer
-    _slots: dict[str, tuple[str, str]]
+    name = "sequential"
+
+    def __init__(self, *layers: LayerEntry, input_shape: Sequence[int],
+                 last_layer: Layer | None = None, weight_decay_lambda: float = 0.0,
+                 device: str | Device = "cpu", dtype: str = "float32",
+                 seed: int | None = None) -> None:
+        if not layers:
+            raise ConfigError("Sequential needs at least one layer")
+        self.device = resolve_device(device)
+        self.dtype = check_dtype(dtype)
+        self.weight_decay_lambda = check_nonnegative("weight_decay_lambda", weight_decay_lambda)
+        self.input_shape = tuple(check_size("input_shape entry", d) for d in input_shape)
+        self.lastLayer = last_layer if last_layer is not None else SoftmaxWithLoss()
+        self.params: dict[str, Array] = {}
+        self.param_slots: dict[str, tuple[str, str]] = {}
+        self.layers: OrderedDict[str, Layer] = OrderedDict()
+        init = Initializer(self.device, self.dtype, seed)
+        listed, counts, shape = [], {}, self.input_shape
+        for entry in layers:
+            prefix, layer = entry if isinstance(entry, tuple) else ("", entry)
+            if any(layer is other for other in self.layers.values()):
+                raise ConfigError(f"{type(layer).__name__} object given twice: each layer holds its "
+                                  "own state, so give a new one for each place")
+            prefix = prefix or getattr(layer, "prefix", "") or type(layer).__name__
+            counts[prefix] = counts.get(prefix, 0) + 1
+            name = f"{prefix}{counts[prefix]}"
+            if not self.layers and hasattr(layer, "input_grad"):
+                layer.input_grad = False  # the input is data: its gradient would be wasted work
+            try:
+                shape = tuple(layer.build(shape, init))
+            except ShapeError as exc:
+                raise ConfigError(f"{name} cannot take samples of shape {shape}: {exc}") from None
+            self.layers[name] = layer
+            for attribute in layer.param_names:
+                number = sum(attribute in other.param_names for other in self.layers.values())
+                self.params[f"{attribute}{number}"] = getattr(layer, attribute)
+                self.param_slots[f"{attribute}{number}"] = (name, attribute)
+            listed.append({"layer": registered_name(layer), "prefix": prefix,
+                           "settings": layer.settings()})
+        for layer in self.layers.values():
+            for stream in layer.random_streams:
+                if getattr(layer, stream) is None:
+                    setattr(layer, stream, init.streams())
+        self.output_shape = shape
+        self.has_train_mode = any(layer.has_train_mode for layer in self.layers.values())
+        self.config: dict[str, Any] = {
+            "model": self.name, "input_shape": list(self.input_shape), "layers": listed,
+            "last_layer": {"layer": registered_name(self.lastLayer),
+                           "settings": self.lastLayer.settings()},
+            "weight_decay_lambda": self.weight_decay_lambda}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, device: str | Device = "cpu",
+                    dtype: str = "float32", seed: int | None = None) -> Sequential:
+        """The network ``config`` describes (as :attr:`config` holds it), with new weights.
+
+        Each layer class is looked up by its registered name; an unregistered one raises a
+        :class:`ConfigError` naming it and saying how to register it."""
+        try:
+            layers = [(entry["prefix"], layer_class(entry["layer"])(**entry["settings"]))
+                      for entry in config["layers"]]
+            last = config["last_layer"]
+            last_layer = layer_class(last["layer"])(**last["settings"])
+            input_shape = config["input_shape"]
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"a Sequential config needs input_shape, layers and last_layer "
+                              f"as Sequential.config holds them ({type(exc).__name__}: {exc})") from None
+        return cls(*layers, input_shape=input_shape, last_layer=last_layer,
+                   weight_decay_lambda=config.get("weight_decay_lambda", 0.0), device=device,
+                   dtype=dtype, seed=seed)
 
     def predict(self, x: Array, train_flg: bool = False) -> Array:
         """Class scores (before softmax); ``train_flg`` switches Dropout and BatchNorm to training."""
-        self._load_params()
+        self.bind_params()
         with self.device:
             for layer in self.layers.values():
-                x = layer.forward(x, train_flg) if layer.has_train_mode else layer.forward(x)
+                x = call_forward(layer, x, train_flg)
         return x
 
     def loss(self, x: Array, t: Array, train_flg: bool = True) -> Array:
@@ -82,7 +157,7 @@ class LayerNet:
         ``saved_names``: the batch, masks, activations), as PyTorch frees saved tensors after
         ``backward()``; ``lastLayer.loss`` stays. Holding the last batch into the next step
         costs its memory, and on Linux it made glibc hand heap memory back and fault it in
-        again each step: steps up to twice as slow (docs/performance.md).
+        again each step (docs/performance.md).
         """
         self.loss(x, t, train_flg=True)
         with self.device:
@@ -90,7 +165,7 @@ class LayerNet:
             for layer in reversed(self.layers.values()):
                 dout = layer.backward(dout)
             grads = {key: getattr(self.layers[layer], "d" + attribute)
-                     for key, (layer, attribute) in self._slots.items()}
+                     for key, (layer, attribute) in self.param_slots.items()}
             for layer in (*self.layers.values(), self.lastLayer):
                 for name in layer.saved_names:
                     setattr(layer, name, None)
@@ -99,8 +174,9 @@ class LayerNet:
                     grads[key] = grads[key] + self.weight_decay_lambda * self.params[key]
         return grads
 
-    def _load_params(self) -> None:
-        for key, (layer, attribute) in self._slots.items():
+    def bind_params(self) -> None:
+        """Give each layer its parameters from ``params`` (every call does this first)."""
+        for key, (layer, attribute) in self.param_slots.items():
             setattr(self.layers[layer], attribute, self.params[key])
 
     def count_correct(self, x: Array, t: Array, batch_size: int | None = None) -> Array:
@@ -129,7 +205,7 @@ class LayerNet:
         return numerical_param_gradients(self, x, t)
 
     def _weight_keys(self) -> list[str]:
-        return [key for key, (_, attribute) in self._slots.items() if attribute == "W"]
+        return [key for key, (_, attribute) in self.param_slots.items() if attribute == "W"]
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Non-parameter state (BatchNorm's running statistics) as host arrays, keyed
@@ -152,12 +228,25 @@ class LayerNet:
             setattr(self.layers[name], attribute, self.device.send(value, self.dtype))
 
 
-class TwoLayerNet(LayerNet):
+LayerNet = Sequential  # the name of the networks' base before Sequential
+
+
+class _BookNetwork(Sequential):
+    """A network of the book, rebuilt from its constructor's arguments (its ``config``)."""
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, device: str | Device = "cpu",
+                    dtype: str = "float32", seed: int | None = None) -> Sequential:
+        kwargs = {key: value for key, value in config.items() if key != "model"}
+        return cls(**kwargs, device=device, dtype=dtype, seed=seed)
+
+
+class TwoLayerNet(_BookNetwork):
     """The book's 2-layer network: Affine1 -> Relu1 -> Affine2, then SoftmaxWithLoss.
 
     Parameters are created on ``device`` in ``dtype``, from a NumPy generator seeded with
     ``seed``, so the same seed gives the same initial weights on every backend. ``predict``,
-    ``loss``, ``gradient``, ``accuracy`` and ``numerical_gradient`` are :class:`LayerNet`'s.
+    ``loss``, ``gradient``, ``accuracy`` and ``numerical_gradient`` are :class:`Sequential`'s.
     """
 
     name = "two-layer"
@@ -168,35 +257,41 @@ class TwoLayerNet(LayerNet):
         input_size = check_size("input_size", input_size)
         hidden_size = check_size("hidden_size", hidden_size)
         output_size = check_size("output_size", output_size)
-        self.device = resolve_device(device)
-        self.dtype = check_dtype(dtype)
-        # what from_config needs to rebuild this architecture (weights come from a checkpoint)
-        self.input_shape = (input_size,)  # one sample's shape; the trainer reshapes data to it
+        super().__init__(Affine(units=hidden_size, weight_init_std=weight_init_std), ReLU(),
+                         Affine(units=output_size, weight_init_std=weight_init_std),
+                         input_shape=(input_size,), device=device, dtype=dtype, seed=seed)
         self.config = {"model": self.name, "input_size": input_size, "hidden_size": hidden_size,
                        "output_size": output_size, "weight_init_std": weight_init_std}
-        rng = np.random.default_rng(seed)
-        dev, dt = self.device, self.dtype
-        self.params: dict[str, Array] = {
-            "W1": normal_weight((input_size, hidden_size), weight_init_std, rng, dev, dt),
-            "b1": zeros((hidden_size,), dev, dt),
-            "W2": normal_weight((hidden_size, output_size), weight_init_std, rng, dev, dt),
-            "b2": zeros((output_size,), dev, dt),
-        }
-        self.layers: OrderedDict[str, Any] = OrderedDict()
-        # the input is data, not a parameter: its gradient would be wasted work
-        self.layers["Affine1"] = Affine(self.params["W1"], self.params["b1"], input_grad=False)
-        self.layers["Relu1"] = ReLU()
-        self.layers["Affine2"] = Affine(self.params["W2"], self.params["b2"])
-        self.lastLayer = SoftmaxWithLoss()
-        # params key -> (layer name, attribute) it feeds
-        self._slots = {"W1": ("Affine1", "W"), "b1": ("Affine1", "b"),
-                       "W2": ("Affine2", "W"), "b2": ("Affine2", "b")}
 
 
-_ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid}
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid}
 
 
-class MultiLayerNet(LayerNet):
+def _hidden_layers(sizes: list[int], activation: str, weight_init_std: str | float,
+                   dropout_ratio: float | None, use_batchnorm: bool) -> list[LayerEntry]:
+    """The book's MultiLayerNet(Extend) layers: ``Affine [BatchNorm] Activation_function
+    [Dropout]`` per hidden size, then the output Affine."""
+    layers: list[LayerEntry] = []
+    for size in sizes[1:-1]:
+        layers.append(Affine(units=size, weight_init_std=weight_init_std))
+        if use_batchnorm:
+            layers.append(BatchNormalization())
+        layers.append(("Activation_function", ACTIVATIONS[activation]()))
+        if dropout_ratio is not None:
+            layers.append(Dropout(dropout_ratio))
+    layers.append(Affine(units=sizes[-1], weight_init_std=weight_init_std))
+    return layers
+
+
+def _mlp_sizes(input_size: int, hidden_size_list: Sequence[int], output_size: int,
+               activation: str) -> list[int]:
+    check_choice("activation", activation, ACTIVATIONS)
+    return [check_size("input_size", input_size),
+            *(check_size("hidden_size_list entry", h) for h in hidden_size_list),
+            check_size("output_size", output_size)]
+
+
+class MultiLayerNet(_BookNetwork):
     """The book's fully connected network of any depth (ch. 6), with weight decay.
 
     ``Affine1 Activation_function1 ... Affine{n+1}`` then SoftmaxWithLoss; params
@@ -212,70 +307,27 @@ class MultiLayerNet(LayerNet):
                  activation: str = "relu", weight_init_std: str | float = "relu",
                  weight_decay_lambda: float = 0, *, device: str | Device = "cpu",
                  dtype: str = "float32", seed: int | None = None) -> None:
-        self._build(input_size=input_size, hidden_size_list=hidden_size_list,
-                    output_size=output_size, activation=activation,
-                    weight_init_std=weight_init_std, weight_decay_lambda=weight_decay_lambda,
-                    dropout_ratio=None, use_batchnorm=False, device=device, dtype=dtype, seed=seed)
-
-    def _build(self, *, input_size: int, hidden_size_list: Sequence[int], output_size: int,
-               activation: str, weight_init_std: str | float, weight_decay_lambda: float,
-               dropout_ratio: float | None, use_batchnorm: bool, device: str | Device,
-               dtype: str, seed: int | None) -> None:
-        """The layers, with a BatchNorm after each hidden Affine if ``use_batchnorm`` and a
-        Dropout after each activation unless ``dropout_ratio`` is None."""
-        sizes = [check_size("input_size", input_size),
-                 *(check_size("hidden_size_list entry", h) for h in hidden_size_list),
-                 check_size("output_size", output_size)]
-        check_choice("activation", activation, _ACTIVATIONS)
-        self.device = resolve_device(device)
-        self.dtype = check_dtype(dtype)
-        self.weight_decay_lambda = check_nonnegative("weight_decay_lambda", weight_decay_lambda)
-        self.has_train_mode = dropout_ratio is not None or use_batchnorm
-        self.input_shape = (sizes[0],)
-        self.config = {"model": self.name, "input_size": sizes[0], "hidden_size_list": sizes[1:-1],
-                       "output_size": sizes[-1], "activation": activation,
-                       "weight_init_std": weight_init_std,
-                       "weight_decay_lambda": self.weight_decay_lambda}
-        rng = np.random.default_rng(seed)
-        dev, dt = self.device, self.dtype
-        self.params = {}
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
-            std = weight_std(weight_init_std, fan_in)
-            self.params[f"W{i}"] = normal_weight((fan_in, fan_out), std, rng, dev, dt)
-            self.params[f"b{i}"] = zeros((fan_out,), dev, dt)
-        masks = Generator(dev, int(rng.integers(2**31))) if dropout_ratio is not None else None
-        self.layers = OrderedDict()
-        self._slots = {}
-        last = len(sizes) - 1
-        for i in range(1, last + 1):
-            # the input is data, not a parameter: its gradient would be wasted work
-            self.layers[f"Affine{i}"] = Affine(self.params[f"W{i}"], self.params[f"b{i}"],
-                                               input_grad=i > 1)
-            self._slots[f"W{i}"] = (f"Affine{i}", "W")
-            self._slots[f"b{i}"] = (f"Affine{i}", "b")
-            if i == last:
-                break
-            if use_batchnorm:
-                self.params[f"gamma{i}"] = ones((sizes[i],), dev, dt)
-                self.params[f"beta{i}"] = zeros((sizes[i],), dev, dt)
-                self.layers[f"BatchNorm{i}"] = BatchNormalization(
-                    self.params[f"gamma{i}"], self.params[f"beta{i}"],
-                    running_mean=zeros((sizes[i],), dev, dt), running_var=ones((sizes[i],), dev, dt))
-                self._slots[f"gamma{i}"] = (f"BatchNorm{i}", "gamma")
-                self._slots[f"beta{i}"] = (f"BatchNorm{i}", "beta")
-            self.layers[f"Activation_function{i}"] = _ACTIVATIONS[activation]()
-            if dropout_ratio is not None:
-                self.layers[f"Dropout{i}"] = Dropout(dropout_ratio, rng=masks)
-        self.lastLayer = SoftmaxWithLoss()
+        sizes = _mlp_sizes(input_size, hidden_size_list, output_size, activation)
+        super().__init__(*_hidden_layers(sizes, activation, weight_init_std, None, False),
+                         input_shape=(sizes[0],), weight_decay_lambda=weight_decay_lambda,
+                         device=device, dtype=dtype, seed=seed)
+        self.config = _mlp_config(self, sizes, activation, weight_init_std)
 
 
-class MultiLayerNetExtend(MultiLayerNet):
+def _mlp_config(net: Sequential, sizes: list[int], activation: str,
+                weight_init_std: str | float) -> dict[str, Any]:
+    return {"model": net.name, "input_size": sizes[0], "hidden_size_list": sizes[1:-1],
+            "output_size": sizes[-1], "activation": activation, "weight_init_std": weight_init_std,
+            "weight_decay_lambda": net.weight_decay_lambda}
+
+
+class MultiLayerNetExtend(_BookNetwork):
     """:class:`MultiLayerNet` with optional BatchNorm and Dropout (the book's ch. 6 extension).
 
     Layers: ``Affine1 [BatchNorm1] Activation_function1 [Dropout1] ... Affine{n+1}`` then
     SoftmaxWithLoss; params ``W1, b1, [gamma1, beta1], ...``. Dropout masks come from an
-    :class:`~xpnet.Generator` on ``device`` seeded from ``seed``. ``dropout_ration`` is the
-    book's spelling; ``dropout_ratio`` is accepted too.
+    :class:`~xpnet.Generator` on ``device`` seeded from ``seed``. The book's keyword
+    ``dropout_ration`` is accepted for ``dropout_ratio`` (and read from old checkpoints).
     """
 
     name = "mlp-extend"
@@ -283,17 +335,18 @@ class MultiLayerNetExtend(MultiLayerNet):
     def __init__(self, input_size: int, hidden_size_list: Sequence[int], output_size: int,
                  activation: str = "relu", weight_init_std: str | float = "relu",
                  weight_decay_lambda: float = 0, use_dropout: bool = False,
-                 dropout_ration: float = 0.5, use_batchnorm: bool = False, *,
-                 dropout_ratio: float | None = None, device: str | Device = "cpu",
+                 dropout_ratio: float = 0.5, use_batchnorm: bool = False, *,
+                 dropout_ration: float | None = None, device: str | Device = "cpu",
                  dtype: str = "float32", seed: int | None = None) -> None:
-        ratio = dropout_ration if dropout_ratio is None else dropout_ratio
-        self._build(input_size=input_size, hidden_size_list=hidden_size_list,
-                    output_size=output_size, activation=activation,
-                    weight_init_std=weight_init_std, weight_decay_lambda=weight_decay_lambda,
-                    dropout_ratio=ratio if use_dropout else None, use_batchnorm=use_batchnorm,
-                    device=device, dtype=dtype, seed=seed)
-        self.config.update({"use_dropout": bool(use_dropout), "dropout_ration": ratio,
-                            "use_batchnorm": bool(use_batchnorm)})
+        ratio = dropout_ratio if dropout_ration is None else dropout_ration
+        sizes = _mlp_sizes(input_size, hidden_size_list, output_size, activation)
+        layers = _hidden_layers(sizes, activation, weight_init_std,
+                                ratio if use_dropout else None, use_batchnorm)
+        super().__init__(*layers, input_shape=(sizes[0],), weight_decay_lambda=weight_decay_lambda,
+                         device=device, dtype=dtype, seed=seed)
+        self.config = {**_mlp_config(self, sizes, activation, weight_init_std),
+                       "use_dropout": bool(use_dropout), "dropout_ratio": ratio,
+                       "use_batchnorm": bool(use_batchnorm)}
 
 
 _DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
@@ -320,7 +373,12 @@ def _conv_param(conv_param: Mapping[str, int] | None, defaults: Mapping[str, int
             "stride": check_size("stride", given["stride"])}
 
 
-class SimpleConvNet(LayerNet):
+def _convolution(conv: Mapping[str, int], weight_init_std: str | float) -> Convolution:
+    return Convolution(filter_num=conv["filter_num"], filter_size=conv["filter_size"],
+                       stride=conv["stride"], pad=conv["pad"], weight_init_std=weight_init_std)
+
+
+class SimpleConvNet(_BookNetwork):
     """The book's convolutional network (ch. 7): conv - relu - pool - affine - relu - affine - softmax.
 
     ``conv_param`` holds ``filter_num``, ``filter_size``, ``pad`` and ``stride`` (missing keys
@@ -329,7 +387,7 @@ class SimpleConvNet(LayerNet):
     """
 
     name = "convnet"
-    # a CPU keeps the windows of 100 images in its caches: 2000 at a time scored 1.5-2x slower
+    # a CPU keeps the windows of 100 images in its caches, not of 2000 (docs/performance.md)
     eval_batch_size = 100
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28),
@@ -339,7 +397,7 @@ class SimpleConvNet(LayerNet):
                  dtype: str = "float32", seed: int | None = None) -> None:
         channels, height, width = _image_shape(input_dim)
         conv = _conv_param(conv_param, _DEFAULT_CONV_PARAM)
-        filter_num, filter_size = conv["filter_num"], conv["filter_size"]
+        filter_size = conv["filter_size"]
         hidden_size = check_size("hidden_size", hidden_size)
         output_size = check_size("output_size", output_size)
         conv_h = conv_output_size(height, filter_size, conv["stride"], conv["pad"])
@@ -348,41 +406,16 @@ class SimpleConvNet(LayerNet):
             raise ConfigError(f"a {filter_size}x{filter_size} filter with stride {conv['stride']} and "
                               f"pad {conv['pad']} leaves {conv_h}x{conv_w} outputs of a {height}x{width} "
                               "image; the 2x2 pooling needs at least 2x2")
-        pool_size = filter_num * (conv_h // 2) * (conv_w // 2)
-
-        self.device = resolve_device(device)
-        self.dtype = check_dtype(dtype)
-        self.weight_decay_lambda = check_nonnegative("weight_decay_lambda", weight_decay_lambda)
-        self.input_shape = (channels, height, width)
+        super().__init__(_convolution(conv, weight_init_std), ReLU(), Pooling(2, 2, stride=2),
+                         Affine(units=hidden_size, weight_init_std=weight_init_std), ReLU(),
+                         Affine(units=output_size, weight_init_std=weight_init_std),
+                         input_shape=(channels, height, width),
+                         weight_decay_lambda=weight_decay_lambda, device=device, dtype=dtype,
+                         seed=seed)
         self.config = {"model": self.name, "input_dim": [channels, height, width],
                        "conv_param": conv, "hidden_size": hidden_size, "output_size": output_size,
                        "weight_init_std": weight_init_std,
                        "weight_decay_lambda": self.weight_decay_lambda}
-        rng = np.random.default_rng(seed)
-        dev, dt = self.device, self.dtype
-        fan_in_conv = channels * filter_size * filter_size
-        self.params = {
-            "W1": normal_weight((filter_num, channels, filter_size, filter_size),
-                                weight_std(weight_init_std, fan_in_conv), rng, dev, dt),
-            "b1": zeros((filter_num,), dev, dt),
-            "W2": normal_weight((pool_size, hidden_size), weight_std(weight_init_std, pool_size),
-                                rng, dev, dt),
-            "b2": zeros((hidden_size,), dev, dt),
-            "W3": normal_weight((hidden_size, output_size), weight_std(weight_init_std, hidden_size),
-                                rng, dev, dt),
-            "b3": zeros((output_size,), dev, dt),
-        }
-        self.layers = OrderedDict()
-        self.layers["Conv1"] = Convolution(self.params["W1"], self.params["b1"], conv["stride"],
-                                           conv["pad"], input_grad=False)
-        self.layers["Relu1"] = ReLU()
-        self.layers["Pool1"] = Pooling(pool_h=2, pool_w=2, stride=2)
-        self.layers["Affine1"] = Affine(self.params["W2"], self.params["b2"])
-        self.layers["Relu2"] = ReLU()
-        self.layers["Affine2"] = Affine(self.params["W3"], self.params["b3"])
-        self.lastLayer = SoftmaxWithLoss()
-        self._slots = {"W1": ("Conv1", "W"), "b1": ("Conv1", "b"), "W2": ("Affine1", "W"),
-                       "b2": ("Affine1", "b"), "W3": ("Affine2", "W"), "b3": ("Affine2", "b")}
 
 
 # the book's deep_convnet.py: six 3x3 convolutions, the fourth padded by 2
@@ -390,7 +423,16 @@ _DEEP_CONV_PARAMS = tuple({"filter_num": n, "filter_size": 3, "pad": pad, "strid
                           for n, pad in ((16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)))
 
 
-class DeepConvNet(LayerNet):
+class _AffineAfterStreams(Affine):
+    """DeepConvNet's first Affine: its networks seeded the Dropout masks' generator just before
+    drawing this layer's weights, so the same seed keeps giving the same weights."""
+
+    def build(self, input_shape: tuple[int, ...], init: Any) -> tuple[int, ...]:
+        init.streams()
+        return super().build(input_shape, init)
+
+
+class DeepConvNet(_BookNetwork):
     """The book's last network (ch. 8), about 99.4% on MNIST.
 
     ``Conv1 Relu1 Conv2 Relu2 Pool1 Conv3 Relu3 Conv4 Relu4 Pool2 Conv5 Relu5 Conv6 Relu6 Pool3
@@ -404,8 +446,7 @@ class DeepConvNet(LayerNet):
     """
 
     name = "deepconvnet"
-    eval_batch_size = 100  # as SimpleConvNet's: 2000 at a time scored 2.5x slower on a CPU
-    has_train_mode = True
+    eval_batch_size = 100  # as SimpleConvNet's (docs/performance.md)
 
     def __init__(self, input_dim: Sequence[int] = (1, 28, 28),
                  conv_params: Sequence[Mapping[str, int] | None] | None = None,
@@ -419,42 +460,16 @@ class DeepConvNet(LayerNet):
         convs = [_conv_param(c, default) for c, default in zip(given, _DEEP_CONV_PARAMS)]
         hidden_size = check_size("hidden_size", hidden_size)
         output_size = check_size("output_size", output_size)
-        self.device = resolve_device(device)
-        self.dtype = check_dtype(dtype)
-        self.input_shape = (channels, height, width)
+        layers: list[LayerEntry] = []
+        for i, conv in enumerate(convs, start=1):
+            layers += [_convolution(conv, "he"), ReLU()]
+            if i % 2 == 0:
+                layers.append(Pooling(2, 2, stride=2))
+        layers += [_AffineAfterStreams(units=hidden_size, weight_init_std="he"), ReLU(),
+                   Dropout(dropout_ratio), Affine(units=output_size, weight_init_std="he"),
+                   Dropout(dropout_ratio)]
+        super().__init__(*layers, input_shape=(channels, height, width), device=device,
+                         dtype=dtype, seed=seed)
         self.config = {"model": self.name, "input_dim": [channels, height, width],
                        "conv_params": convs, "hidden_size": hidden_size,
                        "output_size": output_size, "dropout_ratio": dropout_ratio}
-        rng = np.random.default_rng(seed)
-        dev, dt = self.device, self.dtype
-        self.params, self.layers, self._slots = {}, OrderedDict(), {}
-        for i, conv in enumerate(convs, start=1):
-            size = conv["filter_size"]
-            self.params[f"W{i}"] = normal_weight((conv["filter_num"], channels, size, size),
-                                                 weight_std("he", channels * size * size), rng, dev, dt)
-            self.params[f"b{i}"] = zeros((conv["filter_num"],), dev, dt)
-            self.layers[f"Conv{i}"] = Convolution(self.params[f"W{i}"], self.params[f"b{i}"],
-                                                  conv["stride"], conv["pad"], input_grad=i > 1)
-            self.layers[f"Relu{i}"] = ReLU()
-            self._slots[f"W{i}"], self._slots[f"b{i}"] = (f"Conv{i}", "W"), (f"Conv{i}", "b")
-            channels = conv["filter_num"]
-            height = conv_output_size(height, size, conv["stride"], conv["pad"])
-            width = conv_output_size(width, size, conv["stride"], conv["pad"])
-            if i % 2 == 0:
-                self.layers[f"Pool{i // 2}"] = Pooling(pool_h=2, pool_w=2, stride=2)
-                height, width = conv_output_size(height, 2, 2), conv_output_size(width, 2, 2)
-            if min(height, width) < 1:
-                raise ConfigError(f"DeepConvNet's layers shrink a {input_dim[1]}x{input_dim[2]} "
-                                  f"image to nothing by convolution {i}; use larger images")
-        masks = Generator(dev, int(rng.integers(2**31)))
-        for i, (fan_in, fan_out) in enumerate(((channels * height * width, hidden_size),
-                                               (hidden_size, output_size)), start=7):
-            self.params[f"W{i}"] = normal_weight((fan_in, fan_out), weight_std("he", fan_in), rng,
-                                                 dev, dt)
-            self.params[f"b{i}"] = zeros((fan_out,), dev, dt)
-            self.layers[f"Affine{i - 6}"] = Affine(self.params[f"W{i}"], self.params[f"b{i}"])
-            self._slots[f"W{i}"], self._slots[f"b{i}"] = (f"Affine{i - 6}", "W"), (f"Affine{i - 6}", "b")
-            if i == 7:
-                self.layers["Relu7"] = ReLU()
-            self.layers[f"Dropout{i - 6}"] = Dropout(dropout_ratio, rng=masks)
-        self.lastLayer = SoftmaxWithLoss()

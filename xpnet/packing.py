@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .backend import Array, Device, device_of
+from .validate import dtype_name
 
-__all__ = ["Group", "Layout", "make_layout", "structure_key", "explain", "kind_of", "dtype_name"]
+__all__ = ["Group", "Layout", "make_layout", "structure_key", "explain", "kind_of"]
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,6 @@ def kind_of(device: Device) -> str:
     if device.name == "torch:meta":
         return "torch-meta"
     return "host"
-
-
-def dtype_name(dtype: Any) -> str:
-    return str(dtype).rsplit(".", 1)[-1]  # numpy: float32; torch and strict: <module>.float32
 
 
 def make_layout(arrays: Mapping[str, Array]) -> Layout:

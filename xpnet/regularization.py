@@ -7,14 +7,13 @@ from their inputs, create arrays on the input's device and never write into an a
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from array_api_compat import device as array_device_of
 
 from .backend import Array, device_of, namespace_of, on_input_device
 from .errors import ShapeError
-from .layers import Layer
+from .layers import Layer, register_layer
 from .rng import Generator
 from .validate import check_fraction, check_positive
 
@@ -41,7 +40,9 @@ class Dropout(Layer):
     in every call.
     """
 
-    saved_names: tuple[str, ...] = ("_factor",)  # the mask stays: it is small and documented
+    saved_names: tuple[str, ...] = ("_factor",)
+    kept_names: tuple[str, ...] = ("mask",)  # the mask stays: it is small and documented
+    random_streams: tuple[str, ...] = ("rng",)
     has_train_mode = True
 
     def __init__(self, dropout_ratio: float = 0.5, *, rng: Generator | None = None,
@@ -66,12 +67,16 @@ class Dropout(Layer):
             if self.rng is None:
                 self.rng = generator_for(x)
             # P(u >= ratio) = 1 - ratio exactly for u uniform in [0, 1)
-            mask = self.rng.random(tuple(x.shape), x.dtype) >= self.dropout_ratio
+            uniform = self.draw_for_batch(lambda shape: self.rng.random(shape, x.dtype), x.shape)
+            mask = uniform >= self.dropout_ratio
         xp = namespace_of(x, mask)
         self.mask = mask
         # a 0 / (1 / (1 - ratio)) factor: multiplying has no branches (NumPy's where is slower)
         self._factor = xp.astype(mask, x.dtype) * (1.0 / (1.0 - self.dropout_ratio))
         return x * self._factor
+
+    def settings(self) -> dict[str, Any]:
+        return {"dropout_ratio": self.dropout_ratio}
 
     @on_input_device
     def backward(self, dout: Array) -> Array:
@@ -95,33 +100,52 @@ class BatchNormalization(Layer):
     (the book starts the variance at 0, so inference before training divides by ``sqrt(eps)``).
     ``eps`` is the book's ``10e-7``.
 
-    ``replicas`` (set by a data-parallel :class:`~xpnet.Trainer`: anything with
-    ``allreduce_sum(array)`` and ``size``) makes training use the statistics of the global
-    batch, summed over the ranks' equal shares, in forward and backward: the results, running
-    statistics included, are those of one process on the whole batch.
+    It declares ``batch_statistics``: ``replicas`` (set by a data-parallel
+    :class:`~xpnet.Trainer`) makes training use the statistics of the global batch, summed
+    over the ranks' equal shares, in forward and backward (:meth:`~xpnet.Layer.batch_mean`):
+    the results, running statistics included, are those of one process on the whole batch.
+
+    ``BatchNormalization()`` without ``gamma`` and ``beta`` is one for
+    :class:`~xpnet.Sequential`, which creates them (ones and zeros, per feature or channel of
+    the incoming shape) with the running statistics.
     """
 
     param_names: tuple[str, ...] = ("gamma", "beta")
     state_names: tuple[str, ...] = ("running_mean", "running_var")
     saved_names: tuple[str, ...] = ("xn", "std")
     has_train_mode = True
+    batch_statistics = True
+    prefix = "BatchNorm"
 
-    def __init__(self, gamma: Array, beta: Array, momentum: float = 0.9,
-                 running_mean: Array | None = None, running_var: Array | None = None,
-                 eps: float = 1e-6) -> None:
+    def __init__(self, gamma: Array | None = None, beta: Array | None = None,
+                 momentum: float = 0.9, running_mean: Array | None = None,
+                 running_var: Array | None = None, eps: float = 1e-6) -> None:
         self.gamma = gamma
         self.beta = beta
         self.momentum = check_fraction("momentum", momentum, one=True)
         self.eps = check_positive("eps", eps)
         self.running_mean = running_mean
         self.running_var = running_var
-        self.replicas: Any = None
         self.train_flg = True
         self.xn = None  # normalised input
         self.std = None
         self.axes: tuple[int, ...] = (0,)
         self.dgamma = None
         self.dbeta = None
+
+    def build(self, input_shape: tuple[int, ...], init: Any) -> tuple[int, ...]:
+        if len(input_shape) not in (1, 3):
+            raise ShapeError(f"BatchNormalization takes samples (D,) or (C, H, W), got "
+                             f"{tuple(input_shape)}")
+        features = (input_shape[0],)
+        if self.gamma is None:
+            self.gamma, self.beta = init.ones(features), init.zeros(features)
+        if self.running_mean is None:
+            self.running_mean, self.running_var = init.zeros(features), init.ones(features)
+        return tuple(input_shape)
+
+    def settings(self) -> dict[str, Any]:
+        return {"momentum": self.momentum, "eps": self.eps}
 
     @on_input_device
     def forward(self, x: Array, train_flg: bool = True) -> Array:
@@ -134,9 +158,9 @@ class BatchNormalization(Layer):
             self.running_mean = xp.zeros(channels, dtype=x.dtype, device=array_device_of(x))
             self.running_var = xp.ones(channels, dtype=x.dtype, device=array_device_of(x))
         if train_flg:
-            mu = self._batch_mean(x)
+            mu = self.batch_mean(x, self.axes)
             xc = x - mu
-            var = self._batch_mean(xc * xc)
+            var = self.batch_mean(xc * xc, self.axes)
             self.std = xp.sqrt(var + self.eps)
             self.xn = xc / self.std
             self.running_mean = self._moved(self.running_mean, xp.reshape(mu, (channels,)))
@@ -146,14 +170,6 @@ class BatchNormalization(Layer):
             self.xn = (x - xp.reshape(self.running_mean, shape)) / self.std
         self.train_flg = train_flg
         return xp.reshape(self.gamma, shape) * self.xn + xp.reshape(self.beta, shape)
-
-    def _batch_mean(self, a: Array) -> Array:
-        """The mean over the batch axes, of the global batch when the ranks hold shares of it."""
-        xp = namespace_of(a)
-        if self.replicas is None:
-            return xp.mean(a, axis=self.axes, keepdims=True)
-        count = math.prod(a.shape[axis] for axis in self.axes) * self.replicas.size
-        return self.replicas.allreduce_sum(xp.sum(a, axis=self.axes, keepdims=True)) / count
 
     def _moved(self, running: Array, batch: Array) -> Array:
         xp = namespace_of(running, batch)
@@ -170,8 +186,8 @@ class BatchNormalization(Layer):
         if not self.train_flg:  # the statistics are constants
             return dxn / self.std
         # the batch mean and variance depend on x too; this is the book's chain, collected
-        mean_dxn = self._batch_mean(dxn)
-        mean_dxn_xn = self._batch_mean(dxn * self.xn)
+        mean_dxn = self.batch_mean(dxn, self.axes)
+        mean_dxn_xn = self.batch_mean(dxn * self.xn, self.axes)
         return (dxn - mean_dxn - self.xn * mean_dxn_xn) / self.std
 
 
@@ -180,3 +196,7 @@ def _check_batchnorm_input(x: Array, gamma: Array) -> None:
         raise ShapeError(f"BatchNormalization got input of shape {tuple(x.shape)} with gamma of "
                          f"shape {tuple(gamma.shape)}; it takes (N, D) or (N, C, H, W) "
                          "input with gamma and beta of shape (D,) or (C,)")
+
+
+register_layer(Dropout)
+register_layer(BatchNormalization)

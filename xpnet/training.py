@@ -15,10 +15,9 @@ What runs where (docs/training.md says why):
 
 Mini-batches: epoch ``e`` (counted from 0) visits the training set in the order of a
 permutation drawn by ``Generator(device, seed=epoch_seed(seed, e))``, ``batch_size`` samples
-at a time; the last ``N % batch_size`` samples of that order are left out of the epoch, so
-every step has the same shape. The order depends only on ``(seed, e)``, so a run resumed
-from a checkpoint, even in the middle of an epoch, draws exactly the batches the
-uninterrupted run would have drawn.
+at a time, leaving out the last ``N % batch_size`` (every step has one shape). The order,
+like the layers' random numbers, depends only on where training stands, so a resumed run
+draws exactly what the uninterrupted run would have drawn.
 """
 
 from __future__ import annotations
@@ -34,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from .backend import Array, Device, to_numpy
-from .compiled import CompiledStep, compile_step
-from .distributed import Communicator
+from .compiled import compile_step
+from .distributed import Communicator, DistributedOptimizer
 from .errors import ConfigError, XPNetError
+from .layers import last_layer_of
 from .optim import Optimizer
-from .regularization import BatchNormalization, Dropout
 from .rng import Generator
 from .validate import check_size
 
@@ -54,9 +53,9 @@ class TrainingError(XPNetError, ArithmeticError):
 class EpochRecord:
     """What one epoch did (one line of ``--log``'s JSON lines).
 
-    ``iterations`` counts the updates since the start of the run (the book's ``i``);
-    ``loss`` is the mean mini-batch loss over the epoch; ``seconds`` is the epoch's wall
-    time, evaluation included; ``samples_per_s`` is training samples per second of training.
+    ``iterations`` counts the updates since the start of the run (the book's ``i``); ``loss``
+    is the epoch's mean mini-batch loss; ``seconds`` its wall time, evaluation included;
+    ``samples_per_s`` training samples per second of training.
     """
 
     epoch: int
@@ -88,7 +87,7 @@ def eval_batch_size_of(network: Any, given: int | None = None) -> int:
 
 def epoch_seed(seed: int, epoch: int, *more: int) -> int:
     """The seed of epoch ``epoch``'s batch order, a function of ``(seed, epoch)`` alone; with
-    ``more`` words, of another stream of that epoch (a rank's Dropout layer's masks)."""
+    ``more`` words, of another stream of that epoch (a layer's random numbers at one step)."""
     return int(np.random.SeedSequence([seed, epoch, *more]).generate_state(1)[0])
 
 
@@ -110,25 +109,21 @@ class Trainer:
     usual), with ``t`` integer labels or one-hot rows. They are sent to the network's device
     once, ``x`` reshaped to ``(N, *network.input_shape)`` and cast to the network's dtype.
     ``iteration`` is the number of updates done; set it (from a checkpoint) to resume.
-    Accuracies are counted ``eval_batch_size`` rows at a time: by default the network's
-    ``eval_batch_size`` (100 for the convolutional networks, whose windows of more images fall
-    out of a CPU's caches), else 2000.
+    Accuracies are counted ``eval_batch_size`` rows at a time (:func:`eval_batch_size_of`).
     ``progress`` shows a tqdm bar on stderr, meant for interactive terminals.
 
     With ``comm`` (an :class:`xpnet.distributed.Communicator` of several processes) training
     is data-parallel and its results do not depend on the number of processes: every process
     holds the whole data set and draws the same batch order; ``batch_size`` is the global
     batch, of which rank ``r`` takes the ``r``-th contiguous share; gradients are averaged
-    before each update; BatchNormalization layers use the statistics of the global batch;
-    losses and accuracies are combined over the ranks (accuracies as counts).
+    (:class:`~xpnet.distributed.DistributedOptimizer`); layers with ``batch_statistics`` use
+    the global batch's; losses and accuracies are combined over the ranks (accuracies as counts).
 
-    Dropout masks are drawn, like the batch order, from a stream of ``(seed, epoch)`` (and the
-    rank and layer) that :meth:`fit` sets at the start of each epoch, so a run resumed at an
-    epoch's start repeats the uninterrupted run exactly; resumed in the middle of an epoch, the
-    rest of that epoch draws new masks.
-
-    ``jit=True`` runs each step as one compiled program (:mod:`xpnet.compiled`; JAX devices
-    only, one process): the same updates, the parameters and state arrays replaced at each step.
+    Before every step the layers' ``random_streams`` (Dropout's masks) get generators of
+    ``(seed, epoch, step in the epoch, layer)``: a run resumed anywhere, even mid-epoch,
+    repeats the uninterrupted run; every rank draws the same numbers and takes its rows.
+    ``jit=True`` runs each step as one compiled program (:mod:`xpnet.compiled`; JAX, one
+    process). Which step runs (eager, compiled, data-parallel) is picked once, here.
     """
 
     def __init__(self, network: Any, optimizer: Optimizer, train: tuple[Any, Any],
@@ -138,29 +133,17 @@ class Trainer:
         self.network = network
         self.optimizer = optimizer
         self.comm = comm if comm is not None else Communicator()
-        # the book names it lastLayer in TwoLayerNet and last_layer in MultiLayerNet
-        self._last_layer = getattr(network, "lastLayer", None) or getattr(network, "last_layer", None)
-        if self._last_layer is None:
-            raise ConfigError(f"{type(network).__name__} has no lastLayer (its loss layer, e.g. "
-                              "SoftmaxWithLoss), where Trainer reads each batch's loss")
+        self._last_layer = last_layer_of(network)
         self.device: Device = network.device
         self.seed = int(seed)
         self.progress = progress
+        # (position, stream index), layer, attribute of each random stream
+        self._streams = [((position, index), layer, name) for position, layer
+                         in enumerate(network.layers.values())
+                         for index, name in enumerate(layer.random_streams)]
         failure = None
-        self._compiled: CompiledStep | None = None
         try:  # what may fail on one rank alone (its data, its device): the ranks agree first
-            if self.comm.size > 1 and self.device.backend == "jax":  # both problems at once
-                also = " nor --jit (it compiles a one-process step)" if jit else ""
-                raise ConfigError("data-parallel training does not take JAX arrays yet (it packs "
-                                  "gradients into a reused buffer; JAX's arrays are immutable)"
-                                  f"{also}; train JAX on one process, with or without --jit, or "
-                                  f"use cpu, cuda or torch{' without --jit' if jit else ''} on "
-                                  f"{self.comm.size} processes")
-            if jit:
-                if self.comm.size > 1:
-                    raise ConfigError("--jit compiles a one-process step; leave it out to "
-                                      f"train on {self.comm.size} processes")
-                self._compiled = compile_step(network, optimizer)
+            self._update = self._pick_update(jit)
             self._take_data(train, test, batch_size, eval_batch_size)
         except XPNetError as exc:
             failure = exc
@@ -172,6 +155,28 @@ class Trainer:
         self.history: list[EpochRecord] = []
         self.loss_history: list[float] = []  # every mini-batch loss, as the book's train_loss_list
         self._losses: list[Array] = []  # this epoch's losses, still on the device
+
+    def _pick_update(self, jit: bool) -> Callable[[Array, Array], Any]:
+        """The update of one step: compiled, eager, or eager with gradients averaged over the ranks."""
+        if self.comm.size > 1 and self.device.backend == "jax":  # both problems at once
+            also = " nor --jit (it compiles a one-process step)" if jit else ""
+            raise ConfigError("data-parallel training does not take JAX arrays yet (it packs "
+                              "gradients into a reused buffer; JAX's arrays are immutable)"
+                              f"{also}; train JAX on one process, with or without --jit, or "
+                              f"use cpu, cuda or torch{' without --jit' if jit else ''} on "
+                              f"{self.comm.size} processes")
+        if jit and self.comm.size > 1:
+            raise ConfigError("--jit compiles a one-process step; leave it out to "
+                              f"train on {self.comm.size} processes")
+        if jit:
+            return compile_step(self.network, self.optimizer)
+        network, optimizer = self.network, self.optimizer
+        if self.comm.size > 1:  # gradients averaged over the ranks before each update
+            optimizer = DistributedOptimizer(optimizer, self.comm)
+
+        def update(x: Array, t: Array) -> None:
+            optimizer.update(network.params, network.gradient(x, t))
+        return update
 
     def _take_data(self, train: tuple[Any, Any], test: tuple[Any, Any], batch_size: int,
                    eval_batch_size: int | None) -> None:
@@ -189,27 +194,23 @@ class Trainer:
         self.share = self.batch_size // ranks  # this rank's rows of each global batch
 
     def _join_replicas(self) -> None:
-        """Make this rank's network one replica of the job's: rank 0's weights, global batch
-        statistics in BatchNorm."""
+        """Make this rank's network one replica of the job's: rank 0's weights, and the
+        communicator in every layer that reduces over the batch or draws random numbers."""
         self.comm.broadcast_params(self.network.params)
         for layer in self.network.layers.values():
-            if isinstance(layer, BatchNormalization):
+            if layer.batch_statistics or layer.random_streams:
                 layer.replicas = self.comm
 
     def step(self, x_batch: Array, t_batch: Array) -> None:
         """One update: gradient (averaged over the ranks), optimizer step, and the batch loss
         kept on the device. With several ranks, the batch is this rank's share."""
+        epoch, step = divmod(self.iteration, self.iterations_per_epoch)
+        for words, layer, name in self._streams:
+            setattr(layer, name, Generator(self.device, epoch_seed(self.seed, epoch, step, *words)))
         with self.device:
-            if self._compiled is not None:
-                self._compiled(x_batch, t_batch)
-            else:
-                grads = self.network.gradient(x_batch, t_batch)
-                if self.comm.size > 1:
-                    grads = self.comm.mean_gradients(grads)
-                self.optimizer.update(self.network.params, grads)
-        # the loss gradient's forward pass left in the last layer: a second forward pass (as
-        # the book's loop does) would cost a third of the step. It is the data loss (cross
-        # entropy), without a weight-decay penalty.
+            self._update(x_batch, t_batch)
+        # left by the gradient's forward pass (a second one, as in the book's loop, would cost
+        # a third of the step): the data loss, without a weight-decay penalty
         self._losses.append(self._last_layer.loss)
         self.iteration += 1
 
@@ -219,13 +220,9 @@ class Trainer:
 
     def fit(self, *, epochs: int | None = None, iterations: int | None = None,
             on_epoch: EpochCallback | Sequence[EpochCallback] = ()) -> list[EpochRecord]:
-        """Train until ``epochs`` epochs (or ``iterations`` updates) are done in total.
-
-        Counts include what an earlier run did (``self.iteration``), so a resumed trainer
-        finishes where the uninterrupted run would. ``on_epoch`` (a callable, or several in
-        order) is called with each :class:`EpochRecord`, to print, log or save a checkpoint.
-        Returns the new records.
-        """
+        """Train until ``epochs`` epochs (or ``iterations`` updates) are done in total, counting
+        what an earlier run did (``self.iteration``); return the new records. ``on_epoch`` (a
+        callable, or several in order) gets each :class:`EpochRecord` (print, log, checkpoint)."""
         callbacks = [on_epoch] if callable(on_epoch) else list(on_epoch)
         if (epochs is None) == (iterations is None):
             raise ConfigError("give the length of training as epochs or as iterations, not both")
@@ -236,12 +233,10 @@ class Trainer:
         xp = self.device.xp
         records = []
         while self.iteration < target:
-            epoch = self.iteration // per_epoch
-            start = self.iteration
+            start, epoch = self.iteration, self.iteration // per_epoch
             stop = min((epoch + 1) * per_epoch, target)
             started = time.perf_counter()
             order = self.batch_order(epoch)
-            self._seed_dropout(epoch)
             # entering the device makes it CuPy's current GPU, where xp.take allocates
             mine = self.comm.rank * self.share
             with self.device, self._progress_bar(epoch + 1, (stop - start) * batch) as bar:
@@ -258,20 +253,10 @@ class Trainer:
                 callback(record)
         return records
 
-    def _seed_dropout(self, epoch: int) -> None:
-        """Epoch ``epoch``'s Dropout masks come from streams of ``(seed, epoch, rank, layer)``,
-        like its batch order: a run resumed at the start of an epoch draws the masks the
-        uninterrupted run drew, and each rank draws its own."""
-        for position, layer in enumerate(self.network.layers.values()):
-            if isinstance(layer, Dropout):
-                stream = epoch_seed(self.seed, epoch, self.comm.rank, position)
-                layer.rng = Generator(self.device, stream)
-
     def _progress_bar(self, epoch: int, total: int) -> Any:
         if not self.progress or not self.comm.is_root:
             return contextlib.nullcontext()
         from tqdm import tqdm
-
         # The previous epoch's loss: the current one would need a sync per refresh.
         postfix = f"loss {self.history[-1].loss:.4f}" if self.history else None
         return tqdm(total=total, desc=f"epoch {epoch}", unit="samples", unit_scale=True,
@@ -279,9 +264,8 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, start: int, started: float) -> EpochRecord:
         """The epoch's log point: the one place the host waits for the device."""
-        xp = self.device.xp
         with self.device:
-            losses = to_numpy(xp.stack(self._losses)).astype(np.float64)
+            losses = to_numpy(self.device.xp.stack(self._losses)).astype(np.float64)
         self._losses = []
         # the global batch's loss is the mean of the ranks' (equal shares); every rank then
         # sees the same losses, so a NaN stops every rank at once instead of leaving some waiting
@@ -290,10 +274,9 @@ class Trainer:
         bad = np.flatnonzero(~np.isfinite(losses))
         if bad.size:
             first = start + int(bad[0]) + 1  # iterations are numbered from 1 in messages
-            raise TrainingError(
-                f"loss became {losses[bad[0]]} at iteration {first}, during epoch {epoch} "
-                f"(iterations {start + 1}-{start + losses.size}); training stopped. Lower the "
-                "learning rate, or pick another optimizer")
+            raise TrainingError(f"loss became {losses[bad[0]]} at iteration {first}, during epoch "
+                                f"{epoch} (iterations {start + 1}-{start + losses.size}); training "
+                                "stopped. Lower the learning rate, or pick another optimizer")
         self.loss_history.extend(losses.tolist())
         record = EpochRecord(
             epoch=epoch, iterations=self.iteration, loss=float(losses.mean()),

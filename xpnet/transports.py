@@ -27,7 +27,8 @@ import numpy as np  # host staging only
 
 from .backend import Array, Device, to_numpy
 from .errors import ConfigError, DistributedError
-from .packing import dtype_name, kind_of
+from .packing import kind_of
+from .validate import dtype_name
 
 __all__ = ["MpiTransport", "HostTransport", "NcclTransport", "choose_transport", "cuda_aware",
            "nccl_wheel", "CUDA_AWARE_VARIABLE"]

@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ConfigError
 
 __all__ = ["check_size", "check_count", "check_positive", "check_nonnegative", "check_fraction",
-           "check_choice", "check_dtype", "DTYPES"]
+           "check_choice", "check_dtype", "dtype_name", "check_has_values", "DTYPES"]
 
 DTYPES = ("float32", "float64")
 
@@ -77,10 +77,23 @@ def check_choice(what: str, value: Any, choices: Iterable[str]) -> str:
     return value
 
 
+def dtype_name(dtype: Any) -> str:
+    """The name of any library's dtype (``"float32"``, ``"int64"``...), from a name, a class
+    (``numpy.float32``), an ``np.dtype``, ``torch.float32`` or ``array_api_strict.float32``."""
+    return getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1]
+
+
 def check_dtype(dtype: Any) -> str:
     """The name of a supported parameter dtype, from a name or any library's dtype object."""
-    # "float32", numpy.float32 (a class), np.dtype, torch.float32, array_api_strict.float32
-    name = getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1]
+    name = dtype_name(dtype)
     if name not in DTYPES:
         raise ConfigError(f"unknown dtype {dtype!r}; choose {' or '.join(DTYPES)}")
     return name
+
+
+def check_has_values(device: Any, purpose: str, error: type[Exception] = ConfigError) -> None:
+    """Raise ``error`` when ``device`` (an :class:`xpnet.Device`) holds no values, only shapes
+    (``torch:meta``, which exists to find host syncs in tests): ``purpose`` cannot be done there."""
+    if device.name == "torch:meta":
+        raise error(f"torch:meta holds shapes but no values, so {purpose} cannot be done there; "
+                    "use torch:cpu or torch:cuda")
