@@ -47,7 +47,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", metavar="SPEC",
                           help="device spec for --checkpoint, e.g. cpu, cuda, torch:cpu (default auto)")
     evaluate.add_argument("--dataset", metavar="NAME",
-                          help=f"{DATASET_HELP} (default: the checkpoint's, else mnist)")
+                          help=f"{DATASET_HELP} (default: the one the checkpoint records, else "
+                               "mnist)")
     evaluate.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     evaluate.set_defaults(run=run, out_of_memory_fix="evaluate on another device (--device cpu)")
 
@@ -58,10 +59,9 @@ def run(args: argparse.Namespace) -> int:
         if args.device is not None:
             raise ConfigError(f"--device applies to --checkpoint; --onnx runs on onnxruntime's "
                               f"{ONNX_PROVIDER}")
-        if args.dataset is not None:
-            raise ConfigError("--dataset applies to --checkpoint; --onnx is scored on MNIST")
         print(f"xpnet: evaluating {args.onnx} on onnxruntime ({ONNX_PROVIDER})", flush=True)
-        accuracy, correct, total = evaluate_onnx(args.onnx, data_dir=args.data_dir)
+        accuracy, correct, total = evaluate_onnx(args.onnx, dataset=args.dataset or "mnist",
+                                                 data_dir=args.data_dir)
     else:
         dev = resolve_device(args.device or "auto")
         print(f"xpnet: evaluating {args.checkpoint} on {dev.name} ({dev.backend})", flush=True)
