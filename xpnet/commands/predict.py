@@ -71,7 +71,8 @@ def predict_files(checkpoint: str | os.PathLike[str], files: Sequence[str | os.P
     scores -= scores.max(axis=1, keepdims=True)
     probabilities = np.exp(scores)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    return [Prediction(os.fspath(path), p, record["class_names"]) for path, p in zip(files, probabilities)]
+    return [Prediction(os.fspath(path), p, record["class_names"])
+            for path, p in zip(files, probabilities)]
 
 
 def format_prediction(prediction: Prediction, top: int = 3) -> str:

@@ -140,7 +140,7 @@ def _start(dev: Device, given: dict[str, Any],
         raise ConfigError(f"--model {settings['model']} takes images (N, C, H, W), but data set "
                           f"{data.name} holds vectors of {data.input_shape[0]} values; use "
                           "--model mlp, or save the images as (N, C, H, W) or (N, H, W)")
-    _check_fits(settings, dev, data)
+    _check_memory(settings, dev, data)
     network = build_model(settings["model"], input_shape=data.input_shape,
                           hidden=settings["hidden"], output_size=data.num_classes,
                           activation=settings["activation"],
@@ -149,7 +149,7 @@ def _start(dev: Device, given: dict[str, Any],
     return network, make_optimizer(settings["optimizer"], settings["lr"]), settings, 0, data
 
 
-def _check_fits(settings: dict[str, Any], dev: Device, data: Dataset) -> None:
+def _check_memory(settings: dict[str, Any], dev: Device, data: Dataset) -> None:
     """Refuse, before allocating, hidden sizes whose weights and gradients alone exceed the
     memory of ``dev`` (the host's for CPU devices)."""
     # a lower bound: the fully connected weights (a convnet's first one takes at least one
