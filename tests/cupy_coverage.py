@@ -67,12 +67,13 @@ def main(root: Path) -> int:
         measured.load()
         executed = total = 0
         missing: list[str] = []
-        for path in sorted((root / "xpnet").glob("*.py")):
+        for path in sorted((root / "xpnet").rglob("*.py")):  # xpnet/commands/ too
             _, statements, _, not_run, _ = measured.analysis2(str(path))
             lines = cupy_only_lines(path) & set(statements)
             total += len(lines)
             executed += len(lines - set(not_run))
-            missing += [f"{path.name}:{line}" for line in sorted(lines & set(not_run))]
+            name = path.relative_to(root / "xpnet")
+            missing += [f"{name}:{line}" for line in sorted(lines & set(not_run))]
     print(f"CuPy-only lines executed: {executed} / {total} ({', '.join(tests)})")
     print("not run:", " ".join(missing) or "none")
     return 0

@@ -409,7 +409,7 @@ def test_a_cupy_that_fails_to_import_is_one_line(monkeypatch):
 def test_torch_cuda_ranks_and_buffers_are_told_apart_without_a_gpu():
     import torch
 
-    from xpnet.commands import _rank_gpu
+    from xpnet.commands.common import _rank_gpu
     from xpnet.packing import kind_of
 
     expected = "torch:cuda:1" if torch.cuda.device_count() > 1 else None

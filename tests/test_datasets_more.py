@@ -368,8 +368,22 @@ def test_convnets_refuse_vectors(capsys, tmp_path):
     assert code == 2 and "takes images (N, C, H, W), but data set" in err, err
 
 
-def test_evaluate_onnx_refuses_dataset(capsys, tmp_path):
-    code, _, err = run(capsys, "evaluate", "--onnx", str(tmp_path / "m.onnx"), "--dataset",
-                       "kmnist")
-    assert code == 2 and err == ("xpnet evaluate: error: --dataset applies to --checkpoint; "
-                                 "--onnx is scored on MNIST\n")
+def test_evaluate_onnx_on_a_data_set(capsys, tmp_path):
+    """An exported network is scored on the data set given, as its checkpoint is; data it
+    cannot take (sample shape, class count) is refused in one line."""
+    save, model, path = tmp_path / "run.npz", tmp_path / "tiny.onnx", _tiny_npz(tmp_path)
+    assert run(capsys, "train", "--dataset", str(path), *TINY, "--save", str(save))[0] == 0
+    assert run(capsys, "export", "--checkpoint", str(save), "--output", str(model))[0] == 0
+    code, by_checkpoint, err = run(capsys, "evaluate", "--checkpoint", str(save), "--device",
+                                   "cpu")
+    assert code == 0 and re.fullmatch(r"test acc \d\.\d{4} \(\d/9\)", by_checkpoint[-1]), err
+    code, by_onnx, err = run(capsys, "evaluate", "--onnx", str(model), "--dataset", str(path))
+    assert code == 0 and by_onnx[-1] == by_checkpoint[-1], err
+    code, _, err = run(capsys, "evaluate", "--onnx", str(model))  # MNIST, unless told
+    assert code == 2 and err == (f"xpnet evaluate: error: {model} takes input of shape ('N', 16), "
+                                 "which does not fit data set mnist's samples of shape "
+                                 "(1, 28, 28)\n")
+    other = _tiny_npz(tmp_path, classes=5, name="five.npz")
+    code, _, err = run(capsys, "evaluate", "--onnx", str(model), "--dataset", str(other))
+    assert code == 2 and err == (f"xpnet evaluate: error: {model} scores 3 classes, but data set "
+                                 f"{other} has 5; give the --dataset it was trained on\n")

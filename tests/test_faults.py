@@ -430,7 +430,8 @@ def test_a_one_epoch_plot_is_drawn_to_scale(monkeypatch, tmp_path):
 
 
 def test_check_reports_each_row_as_it_finishes():
-    from xpnet.device_check import CASES, format_header, format_row, run_checks
+    from xpnet.commands.check import format_header, format_row
+    from xpnet.device_check import CASES, run_checks
 
     seen = []
     rows = run_checks("cpu", ("float64",), cases=CASES[:2], on_row=seen.append)

@@ -13,7 +13,7 @@ from PIL import Image
 from xpnet import imageio
 from xpnet.checkpoint import load_checkpoint, save_checkpoint
 from xpnet.cli import main
-from xpnet.commands import dataset_record
+from xpnet.commands.common import dataset_record
 from xpnet.datasets import DATASETS, Dataset, load_mnist
 from xpnet.errors import ConfigError, DataError
 from xpnet.registry import build_model

@@ -11,7 +11,8 @@ The modules come in tiers; a module imports only from its own tier and the tiers
 2. layers and networks: layers, conv, regularization, gradcheck, models, registry
 3. training: optim, packing, transports, distributed, compiled, training, checkpoint, export,
    plotting
-4. commands: device_check, outputs, threads, predict, commands, cli, __main__
+4. commands: device_check, outputs, threads, commands, commands.common, commands.check,
+   commands.train, commands.evaluate, commands.predict, commands.export, cli, __main__
 """
 
 # first: Ctrl-C during the imports below ends the xpnet command in one line, not a traceback

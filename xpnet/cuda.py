@@ -16,6 +16,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from .errors import first_line
+
 __all__ = ["cuda_status", "gpu_problem", "make_current", "cuda_major", "CUPY_INSTALL_HINT"]
 
 CUPY_INSTALL_HINT = "install CuPy with pip install 'xpnet[cuda12]' (or [cuda13] for CUDA 13 drivers)"
@@ -35,14 +37,14 @@ def cuda_status() -> tuple[int, str]:
     except ImportError:
         return 0, f"CuPy is not installed; {CUPY_INSTALL_HINT}"
     except Exception as exc:  # a broken CuPy install raises anything from its extension modules
-        return 0, f"CuPy failed to import ({_first_line(exc)}); reinstall it: {CUPY_INSTALL_HINT}"
+        return 0, f"CuPy failed to import ({first_line(exc)}); reinstall it: {CUPY_INSTALL_HINT}"
     runtime = cupy.cuda.runtime
     try:
         # the runtime is linked into CuPy statically: this answers even without a driver
         built = runtime.runtimeGetVersion()
         driver = runtime.driverGetVersion()  # 0 when no driver is installed
     except Exception as exc:
-        return 0, f"CuPy is installed but CUDA is unusable: {_first_line(exc)}"
+        return 0, f"CuPy is installed but CUDA is unusable: {first_line(exc)}"
     wheel = f"this CuPy ({cupy.__version__}) is built for CUDA {_cuda_version(built)}"
     if not driver:
         return 0, (f"CuPy is installed but no NVIDIA driver was found; {wheel} and needs a driver "
@@ -55,7 +57,7 @@ def cuda_status() -> tuple[int, str]:
     try:
         count = runtime.getDeviceCount()
     except Exception as exc:  # cudaErrorNoDevice and the like
-        count, why = 0, f" ({_first_line(exc)})"
+        count, why = 0, f" ({first_line(exc)})"
     else:
         why = ""
     if not count:
@@ -107,7 +109,7 @@ def _probe(cupy: ModuleType, index: int, major: int) -> str:
                 cupy.cuda.get_current_stream().synchronize()  # launch errors surface here
             except Exception as exc:
                 return (f"CuPy sees GPU {index} but {what} failed there: {library} is missing or "
-                        f"broken ({_first_line(exc)}); pip install 'xpnet[cuda{major}]' installs "
+                        f"broken ({first_line(exc)}); pip install 'xpnet[cuda{major}]' installs "
                         f"cupy-cuda{major}x[ctk], which brings the CUDA libraries as wheels")
     return ""
 
@@ -129,7 +131,3 @@ def _cuda_version(version: int) -> str:
     """CUDA's integer version (12090) as text (12.9)."""
     return f"{version // 1000}.{version % 1000 // 10}"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

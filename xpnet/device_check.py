@@ -1,4 +1,5 @@
-"""``xpnet check``: every layer and network on one device, against NumPy float64.
+"""The checks behind ``xpnet check`` (:mod:`xpnet.commands.check`): every layer and network on
+one device, against NumPy float64.
 
 Each :class:`Case` builds one layer (or network) from seeded host data, so every backend
 sees the same numbers. ``run`` returns its outputs and gradients on the device; the parity
@@ -27,8 +28,7 @@ from .models import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, SimpleConvN
 from .regularization import BatchNormalization, Dropout
 
 __all__ = ["Case", "layer_case", "network_case", "CASES", "PARITY_RTOL", "parity_errors",
-           "CheckRow", "run_checks", "format_table", "format_header", "format_row",
-           "format_failures"]
+           "CheckRow", "run_checks"]
 
 # max |result - NumPy float64| / max |NumPy float64|, per compared array
 PARITY_RTOL: dict[str, float] = {"float64": 1e-12, "float32": 1e-5}
@@ -288,44 +288,3 @@ def run_checks(spec: str | Device, dtypes: tuple[str, ...] = ("float64", "float3
 def _describe_failure(exc: Exception) -> str:
     text = first_line(exc)
     return text if isinstance(exc, XPNetError) else f"{type(exc).__name__}: {text}"
-
-
-_HEADER = ("check", "layer", "dtype", "max abs error", "max rel error", "tolerance", "result")
-
-
-def _cells(row: CheckRow) -> tuple[str, ...]:
-    return (row.check, row.case, row.dtype, f"{row.max_abs_error:.2e}", f"{row.max_rel_error:.2e}",
-            f"{row.tolerance:.0e}", "pass" if row.passed else "FAIL")
-
-
-def _widths(cases: list[Case]) -> list[int]:
-    """Column widths known before any row: rows can be printed as they come, aligned."""
-    longest = ("gradient", max((c.name for c in cases), key=len, default=""), "float64",
-               "0.00e+00", "0.00e+00", "1e-05", "pass")
-    return [max(len(h), len(c)) for h, c in zip(_HEADER, longest)]
-
-
-def _line(cells: tuple[str, ...], widths: list[int]) -> str:
-    return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip()
-
-
-def format_header(cases: list[Case] | None = None) -> str:
-    """The table's header line, aligned with :func:`format_row`."""
-    return _line(_HEADER, _widths(cases or CASES))
-
-
-def format_row(row: CheckRow, cases: list[Case] | None = None) -> str:
-    """One row of the table, aligned with :func:`format_header`."""
-    return _line(_cells(row), _widths(cases or CASES))
-
-
-def format_failures(rows: list[CheckRow]) -> str:
-    """One line per failed row, saying why (empty when none failed)."""
-    return "\n".join(f"FAIL {r.check} {r.case} {r.dtype}: {r.message}" for r in rows if r.message)
-
-
-def format_table(rows: list[CheckRow], cases: list[Case] | None = None) -> str:
-    """The rows as an aligned text table, failures followed by their reasons."""
-    text = [format_header(cases), *(format_row(r, cases) for r in rows)]
-    failures = format_failures(rows)
-    return "\n".join(text + ([failures] if failures else []))

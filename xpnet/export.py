@@ -139,27 +139,39 @@ def export_checkpoint(checkpoint: str | os.PathLike[str],
     return export_onnx(network, output), network
 
 
-def evaluate_onnx(path: str | os.PathLike[str], *, data_dir: str | None = None,
+def evaluate_onnx(path: str | os.PathLike[str], *, dataset: str | os.PathLike[str] = "mnist",
+                  data_dir: str | None = None,
                   eval_batch_size: int | None = None) -> tuple[float, int, int]:
-    """``(accuracy, correct, total)`` of the ONNX model at ``path`` on the MNIST test set,
+    """``(accuracy, correct, total)`` of the ONNX model at ``path`` on the test set of
+    ``dataset`` (a name or an ``.npz`` file, as :func:`~xpnet.datasets.load_dataset` takes),
     run by onnxruntime alone (the counterpart of ``evaluate_checkpoint``), scored
     ``eval_batch_size`` rows at a time (default: what the exported network asks for,
     :func:`~xpnet.training.eval_batch_size_of`).
 
-    The model needs one input taking images, each flattened or not, and one output of
-    class scores; :func:`export_onnx` writes such models. The class of a row is the first
+    The model needs one input taking the data set's samples (images flattened or not; an
+    input of shape ``(N, C, H, W)`` takes images of that shape only) and one output of class
+    scores; :func:`export_onnx` writes such models. A model that does not fit the data set
+    (sample shape, class count) is refused in one line. The class of a row is the first
     maximum of its scores, as in ``Sequential.count_correct``.
     """
-    from .datasets import load_mnist
+    from .datasets import load_dataset
 
     session = _session(Path(path).expanduser())
     eval_batch_size = eval_batch_size_of(_exported_network_class(session), eval_batch_size)
-    x_info, = session.get_inputs()
-    _, (x, t) = load_mnist(dtype=_ORT_DTYPES[x_info.type], data_dir=data_dir)
+    (x_info,), (scores_info,) = session.get_inputs(), session.get_outputs()
+    data = load_dataset(dataset, dtype=_ORT_DTYPES[x_info.type], data_dir=data_dir)
+    x, t = data.test
     sample = tuple(x_info.shape[1:])
-    if not all(isinstance(d, int) for d in sample) or math.prod(sample) != math.prod(x.shape[1:]):
+    fits = all(isinstance(d, int) for d in sample) and (
+        sample == data.input_shape if len(sample) == 3
+        else math.prod(sample) == math.prod(data.input_shape))
+    if not fits:
         raise ExportError(f"{path} takes input of shape {tuple(x_info.shape)}, which does not fit "
-                          f"images of {math.prod(x.shape[1:])} pixels")
+                          f"data set {data.name}'s samples of shape {data.input_shape}")
+    classes = scores_info.shape[-1] if len(scores_info.shape) == 2 else None
+    if isinstance(classes, int) and classes != data.num_classes:
+        raise ExportError(f"{path} scores {classes} classes, but data set {data.name} has "
+                          f"{data.num_classes}; give the --dataset it was trained on")
     x = x.reshape(-1, *sample)
     correct = 0
     for start in range(0, x.shape[0], eval_batch_size):

@@ -1,4 +1,4 @@
-"""What ``xpnet train`` and ``xpnet evaluate`` do, behind the argument parsing of :mod:`xpnet.cli`.
+"""``xpnet train``: its options, and the run behind them.
 
 ``run_training`` is start-or-resume, then :meth:`Trainer.fit` with one small callback per
 output (the epoch line, the JSON log, the checkpoint), then the plot and the final line.
@@ -17,34 +17,34 @@ collective, so all of them stop with it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TextIO
 
 import numpy as np
 
-from . import distributed
-from .backend import Device, cuda_status, to_numpy
-from .backend import device as resolve_device
-from .checkpoint import load_checkpoint, save_checkpoint
-from .datasets import Dataset, dataset_key, load_dataset
-from .errors import ConfigError, XPNetError
-from .outputs import RunLock, check_writable
-from .optim import Optimizer, make_optimizer
-from .registry import ACTIVATION_NAMES, MODEL_DEFAULTS, build_model
-from .threads import share_cores
-from .training import EpochRecord, Trainer, eval_batch_size_of, send_dataset
-from .validate import (DTYPES, check_choice, check_has_values, check_nonnegative, check_positive,
-                       check_size)
+from .. import distributed
+from ..backend import Device
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..datasets import Dataset, dataset_key, load_dataset
+from ..errors import ConfigError, XPNetError
+from ..optim import OPTIMIZERS, Optimizer, make_optimizer
+from ..outputs import RunLock, check_writable
+from ..registry import ACTIVATION_NAMES, MODEL_DEFAULTS, MODEL_NAMES, build_model, model_help
+from ..threads import share_cores
+from ..training import EpochRecord, Trainer
+from ..validate import DTYPES, check_choice, check_nonnegative, check_positive, check_size
+from .common import DATA_DIR_HELP, DATASET_HELP, check_fits, command_device, dataset_record
 
-__all__ = ["DEFAULTS", "RESUME_FIXED", "TrainOptions", "run_training", "evaluate_checkpoint",
-           "training_device", "check_fits", "dataset_record"]
+__all__ = ["DEFAULTS", "RESUME_FIXED", "TrainOptions", "add_parser", "run", "run_training"]
 
 # Defaults of ``xpnet train``: Adam at the book's rate on a 784-100-10 network reaches about
 # 97.6% test accuracy in 10 epochs, a few seconds per epoch on a 2-core CPU.
@@ -122,35 +122,9 @@ def _check_output_paths(options: TrainOptions) -> None:
         if path is not None:
             check_writable(flag, path)
     if options.plot is not None:
-        from .plotting import require_matplotlib
+        from ..plotting import require_matplotlib
 
         require_matplotlib(options.plot)
-
-
-def training_device(spec: str | Device, comm: distributed.Communicator | None = None) -> Device:
-    """The device ``spec`` names, refusing ``torch:meta`` (it holds no values to train).
-
-    In a job of several processes a GPU spec without a number (``cuda``, ``auto``,
-    ``torch:cuda``) means GPU ``local_rank`` modulo the GPUs this machine shows; an explicit
-    ``cuda:N`` is honoured.
-    """
-    if comm is not None and comm.size > 1 and isinstance(spec, str):
-        spec = _rank_gpu(spec.strip().lower(), comm.local_rank)
-    dev = resolve_device(spec, make_current=True)  # a CuPy GPU: no context on any other
-    check_has_values(dev, "training or evaluating")
-    return dev
-
-
-def _rank_gpu(spec: str, local_rank: int) -> str:
-    if spec in ("cuda", "cupy", "auto"):
-        count = cuda_status()[0]
-        return f"cuda:{local_rank % count}" if count else spec  # device() says why there is none
-    if spec == "torch:cuda":
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return f"torch:cuda:{local_rank % count}" if count else spec
-    return spec
 
 
 def _start(dev: Device, given: dict[str, Any],
@@ -166,7 +140,7 @@ def _start(dev: Device, given: dict[str, Any],
         raise ConfigError(f"--model {settings['model']} takes images (N, C, H, W), but data set "
                           f"{data.name} holds vectors of {data.input_shape[0]} values; use "
                           "--model mlp, or save the images as (N, C, H, W) or (N, H, W)")
-    _check_fits(settings, dev, data)
+    _check_memory(settings, dev, data)
     network = build_model(settings["model"], input_shape=data.input_shape,
                           hidden=settings["hidden"], output_size=data.num_classes,
                           activation=settings["activation"],
@@ -175,7 +149,7 @@ def _start(dev: Device, given: dict[str, Any],
     return network, make_optimizer(settings["optimizer"], settings["lr"]), settings, 0, data
 
 
-def _check_fits(settings: dict[str, Any], dev: Device, data: Dataset) -> None:
+def _check_memory(settings: dict[str, Any], dev: Device, data: Dataset) -> None:
     """Refuse, before allocating, hidden sizes whose weights and gradients alone exceed the
     memory of ``dev`` (the host's for CPU devices)."""
     # a lower bound: the fully connected weights (a convnet's first one takes at least one
@@ -275,30 +249,6 @@ def _load_data(settings: dict[str, Any], data_dir: str | None) -> Dataset:
     return data
 
 
-def dataset_record(data: Dataset) -> dict[str, Any]:
-    """What a checkpoint keeps of its data set (``extra["dataset"]``): enough for ``xpnet
-    evaluate`` to pick the data and refuse other data, and for ``xpnet predict`` to prepare
-    images and name classes without the data."""
-    return {"name": data.name, "input_shape": list(data.input_shape),
-            "num_classes": data.num_classes, "class_names": list(data.class_names),
-            "style": data.style}
-
-
-def check_fits(network: Any, data: Dataset, what: str) -> None:
-    """Raise :class:`ConfigError` in one line when ``network`` cannot take ``data``: another
-    sample shape (the size, for fully connected networks) or another class count."""
-    shape = tuple(network.input_shape)
-    fits = (shape == data.input_shape if len(shape) == 3
-            else math.prod(shape) == math.prod(data.input_shape))
-    if not fits:
-        raise ConfigError(f"{what} takes inputs of shape {shape}, but data set {data.name} holds "
-                          f"{data.input_shape}; give the --dataset it was trained on")
-    classes = network.config.get("output_size")
-    if classes != data.num_classes:
-        raise ConfigError(f"{what} scores {classes} classes, but data set {data.name} has "
-                          f"{data.num_classes}; give the --dataset it was trained on")
-
-
 # ------------------------------------------------------------------ one callback per output
 
 def _epoch_line(say: Callable[[str], None]) -> Callable[[EpochRecord], None]:
@@ -362,7 +312,7 @@ def run_training(options: TrainOptions, *, out: TextIO | None = None) -> list[Ep
                 _check_output_paths(options)
                 if options.save is not None:
                     cleanup.enter_context(RunLock(options.save))  # one run per checkpoint file
-            dev = training_device(options.device, comm)
+            dev = command_device(options.device, comm)
             threads = share_cores(comm.local_size)  # after the device's library is loaded
             network, optimizer, settings, iteration, data = (
                 _resume(options.resume, dev, given, options.data_dir)
@@ -414,7 +364,7 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         records = trainer.fit(iterations=target, on_epoch=callbacks)
     if options.plot is not None and comm.is_root:
-        from .plotting import plot_history
+        from ..plotting import plot_history
 
         plot_history(trainer.history, options.plot, loss_history=trainer.loss_history)
     final = records[-1]
@@ -423,20 +373,67 @@ def _train(trainer: Trainer, options: TrainOptions, settings: dict[str, Any], it
     return records
 
 
-def evaluate_checkpoint(path: str, *, device: str | Device = "cpu", data_dir: str | None = None,
-                        eval_batch_size: int | None = None,
-                        dataset: str | None = None) -> tuple[float, int, int]:
-    """``(accuracy, correct, total)`` of the network saved in ``path`` on the test set of
-    ``dataset`` (default: the one the checkpoint records, else MNIST), scored
-    ``eval_batch_size`` rows at a time (default: the network's own choice). A network that
-    does not fit the data (sample shape, class count) is refused in one line."""
-    network, _, meta = load_checkpoint(path, device=training_device(device))
-    if dataset is None:
-        recorded = meta["extra"].get("dataset")
-        dataset = recorded.get("name", "mnist") if isinstance(recorded, dict) else "mnist"
-    data = load_dataset(dataset, dtype=network.dtype, data_dir=data_dir)
-    check_fits(network, data, f"checkpoint {path}")
-    x, t = send_dataset(network, *data.test)
-    rows = eval_batch_size_of(network, eval_batch_size)
-    correct = int(to_numpy(network.count_correct(x, t, min(rows, x.shape[0]))))
-    return correct / x.shape[0], correct, x.shape[0]
+# ------------------------------------------------------------------ the subcommand
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``xpnet train`` and its options to the ``xpnet`` parser's subcommands."""
+    train = commands.add_parser(
+        "train", help="train a network on MNIST or another data set", description=(
+            "Train a network on a data set (MNIST by default) on a device and print train/test "
+            "accuracy each epoch. "
+            "Options left out take the defaults shown, or, with --resume, the checkpoint's."))
+    # Defaults are None so that --resume can tell an option given from one left out.
+    train.add_argument("--device", default="auto", metavar="SPEC",
+                       help="device spec: auto, cpu, cuda[:N], torch:cpu, torch:cuda, jax:cpu, "
+                            "jax:cuda[:N] (default auto)")
+    train.add_argument("--jit", action="store_true",
+                       help="compile each training step into one program (JAX devices only)")
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, metavar="N", help=f"passes over the training set "
+                        f"(default {DEFAULTS['epochs']})")
+    length.add_argument("--iters", type=int, metavar="N",
+                        help="mini-batch updates in all, as in the book (10000); instead of --epochs")
+    train.add_argument("--batch-size", type=int, metavar="N", help=f"default {DEFAULTS['batch_size']}")
+    train.add_argument("--lr", type=float, metavar="RATE",
+                       help="learning rate (default: the optimizer's, the book's)")
+    train.add_argument("--optimizer", metavar="NAME",
+                       help=f"{', '.join(OPTIMIZERS)} (default {DEFAULTS['optimizer']})")
+    train.add_argument("--model", metavar="NAME",
+                       help=f"{', '.join(MODEL_NAMES)} (default {DEFAULTS['model']}). {model_help()}")
+    train.add_argument("--hidden", type=int, nargs="+", metavar="SIZE",
+                       help=f"hidden layer sizes (default {' '.join(map(str, DEFAULTS['hidden']))}; "
+                            "deepconvnet: 50)")
+    train.add_argument("--activation", metavar="NAME",
+                       help=f"{' or '.join(ACTIVATION_NAMES)} (default {DEFAULTS['activation']})")
+    train.add_argument("--weight-decay", type=float, metavar="LAMBDA",
+                       help="L2 weight decay lambda (default 0)")
+    train.add_argument("--dtype", metavar="NAME", help="float32 or float64 (default float32)")
+    train.add_argument("--seed", type=int, metavar="N", help=f"seeds the weights and the batch order "
+                       f"(default {DEFAULTS['seed']})")
+    train.add_argument("--train-limit", type=int, metavar="N",
+                       help="train on the first N training images only (for quick runs)")
+    train.add_argument("--dataset", metavar="NAME", help=f"{DATASET_HELP} (default mnist)")
+    train.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
+    train.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz) after every epoch")
+    train.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
+    train.add_argument("--log", metavar="PATH", help="write one JSON line per epoch")
+    train.add_argument("--plot", metavar="PATH", help="draw loss and accuracy curves (PNG; needs "
+                       "matplotlib: pip install 'xpnet[plot]')")
+    train.add_argument("-q", "--quiet", action="store_true",
+                       help="print only the device line and the final accuracy")
+    train.set_defaults(run=run, out_of_memory_fix="lower --batch-size or --hidden, or pick a "
+                                                  "smaller --model")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``xpnet train`` with the parsed ``args``; its exit status."""
+    options = {field.name: getattr(args, field.name) for field in fields(TrainOptions)}
+    xpnet_logger = logging.getLogger("xpnet")
+    level = xpnet_logger.level
+    if args.quiet:  # the device line says which device: no warning why it is not a GPU
+        xpnet_logger.setLevel(logging.ERROR)
+    try:
+        run_training(TrainOptions(**options))
+    finally:
+        xpnet_logger.setLevel(level)
+    return 0

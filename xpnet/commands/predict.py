@@ -8,21 +8,24 @@ as MNIST's.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from .backend import Device, to_numpy
-from .checkpoint import load_checkpoint
-from .errors import DataError
-from .imageio import load_array, prepare, read_image
-from .training import send_dataset
+from ..backend import Device, to_numpy
+from ..checkpoint import load_checkpoint
+from ..errors import DataError
+from ..imageio import load_array, prepare, read_image
+from ..training import send_dataset
+from ..validate import check_size
+from .common import recorded_dataset
 
-__all__ = ["Prediction", "predict_files", "format_prediction", "prediction_json"]
+__all__ = ["Prediction", "predict_files", "format_prediction", "prediction_json", "add_parser",
+           "run"]
 
 
 @dataclass
@@ -43,26 +46,13 @@ class Prediction:
         return [(int(k), float(self.probabilities[k])) for k in order]
 
 
-def _recorded(meta: dict[str, Any], network: Any) -> tuple[str, tuple[str, ...], tuple[int, ...]]:
-    """``(style, class names, sample shape)`` of the checkpoint's data set; a checkpoint that
-    records none was trained on MNIST (the only data set there was)."""
-    record = meta["extra"].get("dataset")
-    classes = network.config.get("output_size", 10)
-    shape = tuple(network.input_shape)
-    if not isinstance(record, dict):
-        return "mnist", tuple(str(k) for k in range(classes)), (1, 28, 28)
-    names = record.get("class_names") or [str(k) for k in range(classes)]
-    return (str(record.get("style", "plain")), tuple(str(n) for n in names),
-            tuple(record.get("input_shape", shape)))
-
-
 def predict_files(checkpoint: str | os.PathLike[str], files: Sequence[str | os.PathLike[str]], *,
                   device: str | Device = "cpu") -> list[Prediction]:
     """Classify ``files`` (PNG/JPEG through Pillow, or ``.npy`` arrays of one input) with the
     network in ``checkpoint``, on ``device``. Raises a one-line ``XPNetError`` for a file
     that cannot be read or does not fit the network."""
     network, _, meta = load_checkpoint(checkpoint, device=device)
-    style, names, image_shape = _recorded(meta, network)
+    record = recorded_dataset(meta, network)
     shape = tuple(network.input_shape)
     inputs = []
     for path in files:
@@ -70,7 +60,7 @@ def predict_files(checkpoint: str | os.PathLike[str], files: Sequence[str | os.P
             inputs.append(load_array(path, shape))
         else:
             try:
-                inputs.append(prepare(read_image(path), style, image_shape))
+                inputs.append(prepare(read_image(path), record["style"], record["input_shape"]))
             except DataError as exc:
                 raise DataError(f"{path}: {exc}") from None
     if not inputs:
@@ -81,7 +71,8 @@ def predict_files(checkpoint: str | os.PathLike[str], files: Sequence[str | os.P
     scores -= scores.max(axis=1, keepdims=True)
     probabilities = np.exp(scores)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
-    return [Prediction(os.fspath(path), p, names) for path, p in zip(files, probabilities)]
+    return [Prediction(os.fspath(path), p, record["class_names"])
+            for path, p in zip(files, probabilities)]
 
 
 def format_prediction(prediction: Prediction, top: int = 3) -> str:
@@ -94,3 +85,30 @@ def prediction_json(prediction: Prediction) -> str:
     """One JSON object: ``file``, ``class`` (int) and ``probabilities`` (every class, in order)."""
     return json.dumps({"file": prediction.file, "class": prediction.label,
                        "probabilities": [float(p) for p in prediction.probabilities]})
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``xpnet predict`` and its options to the ``xpnet`` parser's subcommands."""
+    predict = commands.add_parser(
+        "predict", help="classify your own images with a checkpoint written by xpnet train --save",
+        description="Print the likeliest classes of each image, prepared as the network's "
+                    "training data were (docs/datasets.md). PNG/JPEG need Pillow: pip install "
+                    "'xpnet[images]'; .npy files hold one input as the data set's arrays did.")
+    predict.add_argument("--checkpoint", required=True, metavar="PATH",
+                         help="the .npz checkpoint written by xpnet train --save")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="PNG, JPEG or .npy files")
+    predict.add_argument("--top", type=int, default=3, metavar="N",
+                         help="classes printed per image (default 3)")
+    predict.add_argument("--json", action="store_true",
+                         help="one JSON object per image: file, class, probabilities")
+    predict.add_argument("--device", default="cpu", metavar="SPEC",
+                         help="device spec (default cpu)")
+    predict.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``xpnet predict`` with the parsed ``args``; its exit status."""
+    top = check_size("--top", args.top)
+    for prediction in predict_files(args.checkpoint, args.images, device=args.device):
+        print(prediction_json(prediction) if args.json else format_prediction(prediction, top))
+    return 0
