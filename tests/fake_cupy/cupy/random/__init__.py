@@ -15,17 +15,28 @@ from .. import _check_current, _wrap
 from ..cuda import runtime
 
 
-class XORWOW:
-    """cupy.random.XORWOW(seed, *, size): cuRAND's XORWOW states on the current device."""
+class _cuRANDGenerator:
+    """cuRAND states on the current device, seeded (as _bit_generator.pyx does) by 32 bits of
+    the SeedSequence of ``seed``: an int, None or a SeedSequence."""
 
-    def __init__(self, seed: int | None = None, *, size: int = 1 << 17) -> None:
-        self.seed, self.size = seed, size
+    def __init__(self, seed: Any = None, *, size: int = 1 << 17) -> None:
+        if not isinstance(seed, numpy.random.SeedSequence):
+            seed = numpy.random.SeedSequence(seed)
+        self.seed, self.size = int(seed.generate_state(1, numpy.uint32)[0]), size
         self.device_id = runtime.getDevice()
         runtime.create_context(self.device_id)
 
 
+class XORWOW(_cuRANDGenerator):
+    """cupy.random.XORWOW(seed, *, size): what default_rng seeds."""
+
+
+class Philox4x3210(_cuRANDGenerator):
+    """cupy.random.Philox4x3210(seed, *, size): counter-based states."""
+
+
 class Generator:
-    def __init__(self, bit_generator: XORWOW) -> None:
+    def __init__(self, bit_generator: _cuRANDGenerator) -> None:
         self.bit_generator = bit_generator
         self._rng = numpy.random.default_rng(bit_generator.seed)
 
