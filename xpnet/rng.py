@@ -80,6 +80,9 @@ class Generator:
         """Restart at the stream of ``(seed, *words)`` (non-negative integers; 32 bits each on
         JAX): the same words give the same numbers, on any process, whatever was drawn before."""
         backend = self.device.backend
+        if backend == "jax":
+            self._source = _jax_fold()(self._jax_seed, np.asarray(words, dtype=np.uint32))
+            return
         sequence = np.random.SeedSequence(self._entropy, spawn_key=words)
         if backend == "cupy":
             random = self.device.xp_library.random
@@ -87,8 +90,6 @@ class Generator:
             with self.device:
                 self._source = random.Generator(
                     random.Philox4x3210(sequence, size=CUPY_GENERATOR_STATES))
-        elif backend == "jax":
-            self._source = _jax_fold()(self._jax_seed, np.asarray(words, dtype=np.uint32))
         elif self._on_torch:
             self._source.manual_seed(int(sequence.generate_state(1, np.uint64)[0]))
         else:  # NumPy itself, the host stand-in for array-api-strict, and shape-only meta
