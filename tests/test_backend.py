@@ -427,13 +427,14 @@ class FakeCupy(types.ModuleType):
                 cupy.calls.append(("integers", cupy.current[-1]))
                 return self.rng.integers(low, high, size=size).astype(dtype)
 
-        def philox(seed, *, size):
+        def philox(seed, *, size):  # an int or a SeedSequence, as CuPy's BitGenerator takes
             self.calls.append((f"Philox4x3210 size {size}", self.current[-1]))
+            if not isinstance(seed, np.random.SeedSequence):
+                seed = np.random.SeedSequence(seed)
             return int(seed.generate_state(1)[0])
 
-        self.random = types.SimpleNamespace(
-            Philox4x3210=philox, Generator=library("curand", Generator),
-            default_rng=library("curand", lambda seed: Generator(seed)))
+        self.random = types.SimpleNamespace(Philox4x3210=philox,
+                                            Generator=library("curand", Generator))
 
 
 @pytest.fixture
@@ -464,7 +465,8 @@ def test_cuda_status_counts_without_touching_a_gpu_and_the_probe_runs_on_the_gpu
     assert _one_line_status() == (2, "")
     assert fake.calls == []
     assert xpnet.cuda.gpu_problem(1) == ""
-    assert fake.calls == [("nvrtc", 1), ("cublas", 1), ("curand", 1), ("random", 1)]
+    assert fake.calls == [("nvrtc", 1), ("cublas", 1), ("Philox4x3210 size 4", 1), ("curand", 1),
+                          ("random", 1)]
 
 
 def test_cuda_status_without_a_driver(fake_cupy):
