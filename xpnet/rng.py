@@ -1,8 +1,8 @@
 """Random numbers drawn on a device, from a seed the caller controls.
 
 The Array API standard has no random module, so each backend uses its own generator:
-NumPy's ``Generator``, CuPy's ``Generator`` (on a counter-based Philox bit generator, on the GPU), a
-``torch.Generator`` on the tensor's device, a ``jax.random`` key on JAX (split at each draw;
+NumPy's ``Generator``, CuPy's ``Generator`` (on a counter-based Philox bit generator, on the
+GPU), a ``torch.Generator`` on the tensor's device, a ``jax.random`` key on JAX (split at each draw;
 the key is the generator's whole state, which is how a compiled training step takes it in
 and hands it back). Backends without one (array-api-strict) draw on the host and send the
 result: they exist to test code, not to be fast. Streams differ between backends: the same
@@ -13,6 +13,9 @@ cost of a new generator (a training step's streams are reseeded before every ste
 ``SeedSequence`` spawn key on the host, ``manual_seed`` on torch, ``jax.random.fold_in`` of the
 words on JAX, and on CuPy a new Philox bit generator, whose cuRAND states start in O(1) each
 (XORWOW's skip ahead to each state's subsequence is what makes its initialisation slow).
+CuPy seeds cuRAND with 32 bits of the SeedSequence (cupy/random/_bit_generator.pyx), so over
+``n`` reseeds about ``n**2 / 2**33`` pairs of streams coincide there; NumPy's spawn keys, torch's
+64-bit seeds and JAX's folded keys do not have that limit.
 
 On CuPy no draw waits for the GPU. Its legacy ``RandomState.randint`` reads a count back to
 the host (``int(csum[-1])`` in ``_get_indices``, cupy/random/_generator.py) whenever the
@@ -114,8 +117,8 @@ class Generator:
         return draw
 
     def _torch_kwargs(self, dtype: Any) -> dict[str, Any]:
-        return {"generator": self._source if self._on_torch else None, "device": self.device.array_device,
-                "dtype": self.device.dtype(dtype)}
+        return {"generator": self._source if self._on_torch else None,
+                "device": self.device.array_device, "dtype": self.device.dtype(dtype)}
 
     def random(self, shape: tuple[int, ...], dtype: Any = "float32") -> Array:
         """Uniform samples in [0, 1)."""
