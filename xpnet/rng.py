@@ -1,12 +1,12 @@
 """Random numbers drawn on a device, from a seed the caller controls.
 
-The Array API standard has no random module, so each backend uses its own generator:
-NumPy's ``Generator``, CuPy's ``Generator`` (on a counter-based Philox bit generator, on the
-GPU), a ``torch.Generator`` on the tensor's device, a ``jax.random`` key on JAX (split at each draw;
-the key is the generator's whole state, which is how a compiled training step takes it in
-and hands it back). Backends without one (array-api-strict) draw on the host and send the
-result: they exist to test code, not to be fast. Streams differ between backends: the same
-seed is reproducible on one backend, not bit-identical across backends.
+The Array API standard has no random module, so each backend uses its own generator: NumPy's
+``Generator``, CuPy's ``Generator`` (on a counter-based Philox bit generator, on the GPU), a
+``torch.Generator`` on the tensor's device, a ``jax.random`` key on JAX (split at each draw;
+the key is the generator's whole state, which is how a compiled training step takes it in and
+hands it back). Backends without one (array-api-strict) draw on the host and send the result:
+they exist to test code, not to be fast. Streams differ between backends: the same seed is
+reproducible on one backend, not bit-identical across backends.
 
 :meth:`Generator.reseed` restarts a generator at the stream of ``(seed, *words)`` without the
 cost of a new generator (a training step's streams are reseeded before every step): a
