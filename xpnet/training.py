@@ -120,8 +120,8 @@ class Trainer:
 
     Before every step the layers' ``random_streams`` (Dropout's masks) get generators
     reseeded (:meth:`~xpnet.Generator.reseed`) to the stream of ``(seed, epoch, step in the
-    epoch, layer)``: a run resumed anywhere, even mid-epoch,
-    repeats the uninterrupted run; every rank draws the same numbers and takes its rows.
+    epoch, layer)``: a run resumed anywhere, even mid-epoch, repeats the uninterrupted run;
+    every rank draws the same numbers and takes its rows.
     ``jit=True`` runs each step as one compiled program (:mod:`xpnet.compiled`; JAX, one
     process). Which step runs (eager, compiled, data-parallel) is picked once, here.
     """
