@@ -214,6 +214,32 @@ def test_jax_generator_splits_its_key_at_each_draw():
     assert not np.array_equal(low, wide)
 
 
+@pytest.mark.parametrize("spec", ["cpu", "torch:cpu", "torch:meta", "array_api_strict:device1",
+                                  "jax:cpu"])
+def test_reseed_restarts_at_the_stream_of_the_seed_and_words(spec):
+    """What a trainer's per-step streams rely on: the words alone pick the stream, whatever was
+    drawn before; other words, or another seed, give another stream."""
+    dev = xpnet.device(spec)
+    if spec == "torch:meta":  # shapes only: the draw lands on meta, from the host's numbers
+        rng = xpnet.Generator(dev, seed=5)
+        rng.reseed(1, 2)
+        assert rng.random((3,)).device.type == "meta"
+        return
+    first, other = xpnet.Generator(dev, seed=5), xpnet.Generator(dev, seed=6)
+
+    def draw(rng, *words):
+        rng.reseed(*words)
+        return xpnet.to_numpy(rng.random((8,), "float32"))
+
+    fresh = xpnet.to_numpy(xpnet.Generator(dev, seed=5).random((8,), "float32"))
+    first.random((5,))  # drawn before: forgotten by reseed
+    np.testing.assert_array_equal(draw(first), fresh)
+    at_step = draw(first, 3, 7, 0, 0)
+    np.testing.assert_array_equal(draw(first, 3, 7, 0, 0), at_step)
+    for changed in (draw(first, 3, 8, 0, 0), draw(first, 3, 7, 1, 0), draw(other, 3, 7, 0, 0)):
+        assert not np.array_equal(changed, at_step)
+
+
 def test_device_of_refuses_a_non_array():
     with pytest.raises(xpnet.DeviceError, match="list is not an array"):
         xpnet.device_of([1.0, 2.0])
@@ -401,12 +427,14 @@ class FakeCupy(types.ModuleType):
                 cupy.calls.append(("integers", cupy.current[-1]))
                 return self.rng.integers(low, high, size=size).astype(dtype)
 
-        def xorwow(seed, *, size):
-            self.calls.append((f"XORWOW size {size}", self.current[-1]))
-            return seed
+        def philox(seed, *, size):  # an int or a SeedSequence, as CuPy's BitGenerator takes
+            self.calls.append((f"Philox4x3210 size {size}", self.current[-1]))
+            if not isinstance(seed, np.random.SeedSequence):
+                seed = np.random.SeedSequence(seed)
+            return int(seed.generate_state(1)[0])
 
-        self.random = types.SimpleNamespace(
-            XORWOW=xorwow, default_rng=library("curand", lambda seed: Generator(seed)))
+        self.random = types.SimpleNamespace(Philox4x3210=philox,
+                                            Generator=library("curand", Generator))
 
 
 @pytest.fixture
@@ -437,7 +465,8 @@ def test_cuda_status_counts_without_touching_a_gpu_and_the_probe_runs_on_the_gpu
     assert _one_line_status() == (2, "")
     assert fake.calls == []
     assert xpnet.cuda.gpu_problem(1) == ""
-    assert fake.calls == [("nvrtc", 1), ("cublas", 1), ("curand", 1), ("random", 1)]
+    assert fake.calls == [("nvrtc", 1), ("cublas", 1), ("Philox4x3210 size 4", 1), ("curand", 1),
+                          ("random", 1)]
 
 
 def test_cuda_status_without_a_driver(fake_cupy):
@@ -492,7 +521,7 @@ def test_cupy_generator_draws_on_its_gpu_without_randint(fake_cupy):
     dev = backend_module.Device("cuda:1", "cupy", np, fake.cuda.Device(1), 1)
     rng = xpnet.Generator(dev, seed=3)
     rng.random((2, 2), "float32"), rng.normal((3,), "float64"), rng.integers(10, 5), rng.permutation(4)
-    assert fake.calls == [(f"XORWOW size {xpnet.rng.CUPY_GENERATOR_STATES}", 1), ("curand", 1),
+    assert fake.calls == [(f"Philox4x3210 size {xpnet.rng.CUPY_GENERATOR_STATES}", 1), ("curand", 1),
                           ("random", 1), ("standard_normal", 1), ("integers", 1), ("random", 1),
                           ("argsort", 1)]
     assert fake.current == [0]

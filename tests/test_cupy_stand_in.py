@@ -82,6 +82,23 @@ def test_stand_in_devices_are_new_unhashable_and_current_per_thread(cupy_stand_i
     assert z.device.id == 1 and xp.asarray(z, device=cupy.cuda.Device(0)).device.id == 0
 
 
+def test_a_generator_on_cuda_1_reseeds_and_draws_there(cupy_stand_in):
+    """A trainer's per-step reseed makes a Philox bit generator on the generator's GPU, not the
+    current one (CuPy refuses a draw from another GPU's states), and the words pick the stream."""
+    rng = xpnet.Generator(xpnet.device("cuda:1"), seed=3)
+    rng.reseed(0, 4, 1, 0)
+    first = rng.random((6,))
+    rng.random((2,))
+    rng.reseed(0, 4, 1, 0)
+    again = rng.random((6,))
+    rng.reseed(0, 5, 1, 0)
+    other = rng.random((6,))
+    assert first.device.id == 1 and cupy_stand_in.cuda.runtime.getDevice() == 0
+    assert rng._source.bit_generator.device_id == 1
+    host = xpnet.to_numpy
+    assert np.array_equal(host(first), host(again)) and not np.array_equal(host(first), host(other))
+
+
 # --- defect 1: no device object in a key -------------------------------------------------
 
 

@@ -75,12 +75,14 @@ def cuda_major() -> int:
 
 # (what runs, the CUDA library it needs, how): CuPy compiles kernels with NVRTC at first use
 # (cupy/_core/core.pyx: compile_with_cache, with the CUDA headers), imports cuBLAS at the first
-# matmul (cupy/_core/_routines_linalg.pyx: tensordot_core) and cuRAND with its Generator API
+# matmul (cupy/_core/_routines_linalg.pyx: tensordot_core) and cuRAND with its Generator API,
+# on the bit generator xpnet.Generator uses
 _PROBES: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("a kernel", "NVRTC or the CUDA headers", lambda cupy: cupy.arange(4, dtype="float32") * 2),
     ("a matrix product", "cuBLAS",
      lambda cupy: cupy.matmul(cupy.ones((2, 2), dtype="float32"), cupy.ones((2, 2), dtype="float32"))),
-    ("a random draw", "cuRAND", lambda cupy: cupy.random.default_rng(0).random(4)),
+    ("a random draw", "cuRAND",
+     lambda cupy: cupy.random.Generator(cupy.random.Philox4x3210(0, size=4)).random(4)),
 )
 
 

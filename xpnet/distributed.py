@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 import sys
 from collections.abc import Mapping
 from types import ModuleType, TracebackType
@@ -37,7 +36,7 @@ import numpy as np  # host staging and the small control messages only
 
 from .backend import Array, Device, namespace_of
 from .errors import ConfigError, DistributedError, XPNetError
-from .interrupts import LAUNCHER_SIZE_VARIABLES as _LAUNCHER_SIZE_VARIABLES
+from .interrupts import launched_processes
 from .packing import Layout, explain, make_layout, structure_key
 from .transports import choose_transport
 from .validate import check_has_values
@@ -322,7 +321,7 @@ def init() -> Communicator:
     """
     global _world
     if _world is None:
-        launched = max(int(os.environ.get(name) or 1) for name in _LAUNCHER_SIZE_VARIABLES)
+        launched = launched_processes()
         try:
             from mpi4py import MPI
         except ImportError as exc:

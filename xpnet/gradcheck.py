@@ -97,20 +97,23 @@ def numerical_param_gradients(network: Any, x: Array, t: Array, h: float = 1e-4)
 @contextlib.contextmanager
 def same_draws(layers: Any, device: Any, seed: int = 0) -> Iterator[Callable[[], None]]:
     """Within it, the returned function gives every random stream of ``layers`` (their
-    ``random_streams``) a new generator on ``device`` seeded with ``seed``, so each evaluation
-    after a call draws the same numbers; on leaving, the layers' own generators are put back."""
-    streams = [(layer, name) for layer in layers for name in layer.random_streams]
-    originals = [getattr(layer, name) for layer, name in streams]
+    ``random_streams``) a generator on ``device`` restarted at ``seed``'s stream, so each
+    evaluation after a call draws the same numbers; on leaving, the layers' own generators
+    are put back."""
+    streams = [(layer, name, Generator(device, seed)) for layer in layers
+               for name in layer.random_streams]
+    originals = [getattr(layer, name) for layer, name, _ in streams]
 
     def restart() -> None:
-        for layer, name in streams:
-            setattr(layer, name, Generator(device, seed))
+        for layer, name, generator in streams:
+            generator.reseed()
+            setattr(layer, name, generator)
 
     try:
         yield restart
     finally:
-        for (layer, name), generator in zip(streams, originals):
-            setattr(layer, name, generator)
+        for (layer, name, _), original in zip(streams, originals):
+            setattr(layer, name, original)
 
 
 @on_input_device

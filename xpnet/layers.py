@@ -45,8 +45,9 @@ class Layer(Protocol):
       layer's ``loss``, Dropout's ``mask``).
     - ``random_streams``: attributes holding an :class:`~xpnet.Generator` the layer draws from
       (Dropout's ``rng``). A network gives each one a generator seeded from its ``seed``; a
-      :class:`~xpnet.Trainer` replaces them before every step by generators of
-      ``(seed, epoch, step, layer)``, so a run resumed anywhere repeats the uninterrupted run.
+      :class:`~xpnet.Trainer` gives each its own generator, restarted before every step at the
+      stream of ``(seed, epoch, step, layer)`` (:meth:`~xpnet.Generator.reseed`), so a run
+      resumed anywhere repeats the uninterrupted run.
     - ``batch_statistics``: ``forward`` reduces over the batch. A data-parallel trainer sets
       ``replicas`` (its communicator) on such layers and on those with ``random_streams``;
       reduce with :meth:`batch_mean` and draw per-sample numbers with :meth:`draw_for_batch`,

@@ -216,14 +216,15 @@ class Sequential:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Put back what :meth:`state_dict` returned (host or device arrays) on this network's device."""
-        expected = self.state_dict()
+        expected = {f"{name}.{attribute}": tuple(getattr(layer, attribute).shape)
+                    for name, layer in self.layers.items() for attribute in layer.state_names}
         if set(state) != set(expected):
             raise ConfigError(f"state for {type(self).__name__} must have keys {sorted(expected)}, "
                               f"got {sorted(state)}; was it saved from another architecture?")
         for key, value in state.items():
-            if tuple(value.shape) != expected[key].shape:
+            if tuple(value.shape) != expected[key]:
                 raise ShapeError(f"state {key!r} has shape {tuple(value.shape)}, this network needs "
-                                 f"{expected[key].shape}")
+                                 f"{expected[key]}")
             name, attribute = key.rsplit(".", 1)
             setattr(self.layers[name], attribute, self.device.send(value, self.dtype))
 

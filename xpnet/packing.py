@@ -10,6 +10,7 @@ key on which they differ.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,11 +69,8 @@ def make_layout(arrays: Mapping[str, Array]) -> Layout:
         members = [entry for entry in manifest if entry[2] == name]
         bounds, start = [], 0
         for _, shape, _, _ in members:
-            count = 1
-            for n in shape:
-                count *= n
-            bounds.append((start, start + count))
-            start += count
+            bounds.append((start, start + math.prod(shape)))
+            start = bounds[-1][1]
         groups.append(Group(arrays[members[0][0]].dtype, name, tuple(m[0] for m in members),
                              tuple(m[1] for m in members), tuple(bounds), start))
     return Layout(manifest, digest, tuple(dict.fromkeys(devices.values())), tuple(groups))

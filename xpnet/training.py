@@ -85,10 +85,9 @@ def eval_batch_size_of(network: Any, given: int | None = None) -> int:
     return check_size("eval_batch_size", given)
 
 
-def epoch_seed(seed: int, epoch: int, *more: int) -> int:
-    """The seed of epoch ``epoch``'s batch order, a function of ``(seed, epoch)`` alone; with
-    ``more`` words, of another stream of that epoch (a layer's random numbers at one step)."""
-    return int(np.random.SeedSequence([seed, epoch, *more]).generate_state(1)[0])
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s batch order, a function of ``(seed, epoch)`` alone."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
 def send_dataset(network: Any, x: Any, t: Any) -> tuple[Array, Array]:
@@ -119,9 +118,10 @@ class Trainer:
     (:class:`~xpnet.distributed.DistributedOptimizer`); layers with ``batch_statistics`` use
     the global batch's; losses and accuracies are combined over the ranks (accuracies as counts).
 
-    Before every step the layers' ``random_streams`` (Dropout's masks) get generators of
-    ``(seed, epoch, step in the epoch, layer)``: a run resumed anywhere, even mid-epoch,
-    repeats the uninterrupted run; every rank draws the same numbers and takes its rows.
+    Before every step the layers' ``random_streams`` (Dropout's masks) get generators
+    reseeded (:meth:`~xpnet.Generator.reseed`) to the stream of ``(seed, epoch, step in the
+    epoch, layer)``: a run resumed anywhere, even mid-epoch, repeats the uninterrupted run;
+    every rank draws the same numbers and takes its rows.
     ``jit=True`` runs each step as one compiled program (:mod:`xpnet.compiled`; JAX, one
     process). Which step runs (eager, compiled, data-parallel) is picked once, here.
     """
@@ -137,14 +137,14 @@ class Trainer:
         self.device: Device = network.device
         self.seed = int(seed)
         self.progress = progress
-        # (position, stream index), layer, attribute of each random stream
-        self._streams = [((position, index), layer, name) for position, layer
-                         in enumerate(network.layers.values())
-                         for index, name in enumerate(layer.random_streams)]
         failure = None
         try:  # what may fail on one rank alone (its data, its device): the ranks agree first
             self._update = self._pick_update(jit)
             self._take_data(train, test, batch_size, eval_batch_size)
+            # layer, attribute, its generator and (position, stream index) of each random stream
+            self._streams = [(layer, name, Generator(self.device, self.seed), (position, index))
+                             for position, layer in enumerate(network.layers.values())
+                             for index, name in enumerate(layer.random_streams)]
         except XPNetError as exc:
             failure = exc
         self.comm.agree(failure)
@@ -205,8 +205,9 @@ class Trainer:
         """One update: gradient (averaged over the ranks), optimizer step, and the batch loss
         kept on the device. With several ranks, the batch is this rank's share."""
         epoch, step = divmod(self.iteration, self.iterations_per_epoch)
-        for words, layer, name in self._streams:
-            setattr(layer, name, Generator(self.device, epoch_seed(self.seed, epoch, step, *words)))
+        for layer, name, generator, words in self._streams:
+            generator.reseed(epoch, step, *words)
+            setattr(layer, name, generator)
         with self.device:
             self._update(x_batch, t_batch)
         # left by the gradient's forward pass (a second one, as in the book's loop, would cost

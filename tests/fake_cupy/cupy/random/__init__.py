@@ -15,17 +15,21 @@ from .. import _check_current, _wrap
 from ..cuda import runtime
 
 
-class XORWOW:
-    """cupy.random.XORWOW(seed, *, size): cuRAND's XORWOW states on the current device."""
+class Philox4x3210:
+    """cupy.random.Philox4x3210(seed, *, size): counter-based cuRAND states on the current
+    device, seeded (as _bit_generator.pyx does) by 32 bits of the SeedSequence of ``seed``: an
+    int, None or a SeedSequence."""
 
-    def __init__(self, seed: int | None = None, *, size: int = 1 << 17) -> None:
-        self.seed, self.size = seed, size
+    def __init__(self, seed: Any = None, *, size: int = 1 << 17) -> None:
+        if not isinstance(seed, numpy.random.SeedSequence):
+            seed = numpy.random.SeedSequence(seed)
+        self.seed, self.size = int(seed.generate_state(1, numpy.uint32)[0]), size
         self.device_id = runtime.getDevice()
         runtime.create_context(self.device_id)
 
 
 class Generator:
-    def __init__(self, bit_generator: XORWOW) -> None:
+    def __init__(self, bit_generator: Philox4x3210) -> None:
         self.bit_generator = bit_generator
         self._rng = numpy.random.default_rng(bit_generator.seed)
 
@@ -43,8 +47,3 @@ class Generator:
     def integers(self, low: int, high: int | None = None, size: Any = None,
                  dtype: Any = numpy.int64, endpoint: bool = False) -> Any:
         return self._draw(self._rng.integers(low, high, size=size, endpoint=endpoint), dtype)
-
-
-def default_rng(seed: Any = None) -> Generator:
-    # _generator_api.pyx: a bit generator is used as it is, anything else seeds an XORWOW
-    return Generator(seed if isinstance(seed, XORWOW) else XORWOW(seed))
