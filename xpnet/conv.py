@@ -87,11 +87,27 @@ def _window_views(caller: str, images: Array, filter_h: int, filter_w: int, stri
     """For each filter position (row-major), the (N, C, out_h, out_w) pixels it sees: a strided slice."""
     out_h, out_w = _check_geometry(caller, tuple(images.shape), filter_h, filter_w, stride, pad)
     if pad:
-        images = xpx.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=pad_value)
+        images = _padded(images, pad, pad_value)
     # stops stay inside the axis: out-of-bounds slice stops are not in the standard
     span_h, span_w = stride * (out_h - 1) + 1, stride * (out_w - 1) + 1
     return [images[:, :, y:y + span_h:stride, x:x + span_w:stride]
             for y in range(filter_h) for x in range(filter_w)]
+
+
+def _padded(images: Array, pad: int, value: float) -> Array:
+    """``images`` with ``pad`` pixels of ``value`` on each side of H and W.
+
+    ``xpx.pad`` needs every dimension known; a lazy array (ndonnx recording an ONNX graph with
+    a free batch size) has ``None`` there, so its borders are concatenated instead: rows and
+    columns of ``value`` shaped from slices of the images themselves.
+    """
+    if None not in images.shape:
+        return xpx.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
+    xp = namespace_of(images)
+    rows = xp.full_like(images[:, :, :1, :], value)
+    images = xp.concat([rows] * pad + [images] + [rows] * pad, axis=2)
+    columns = xp.full_like(images[:, :, :, :1], value)
+    return xp.concat([columns] * pad + [images] + [columns] * pad, axis=3)
 
 
 def _summed_windows(parts: list[Array], input_shape: tuple[int, ...], filter_h: int,
@@ -214,7 +230,9 @@ class Convolution(Layer):
         # gives rows (filter_y, filter_x, c) and columns (n, out_y, out_x) in one copy
         windows = _window_views("Convolution", xp.permute_dims(x, (1, 0, 2, 3)), filter_h,
                                 filter_w, self.stride, self.pad, 0.0)
-        out_h, out_w = windows[0].shape[2], windows[0].shape[3]
+        # from the input's size: a padded lazy array (an ONNX export) does not know its own
+        out_h = conv_output_size(x.shape[2], filter_h, self.stride, self.pad)
+        out_w = conv_output_size(x.shape[3], filter_w, self.stride, self.pad)
         self.x_shape = tuple(x.shape)
         # the batch as -1, never x.shape[0]: it may be unknown (None in an ONNX export's graph)
         self.cols = xp.reshape(_stacked(windows, self._spare_cols), (len(windows) * x.shape[1], -1))
