@@ -27,6 +27,7 @@ from types import ModuleType
 
 import pytest
 from cupy_semantics import cupy_device_rules
+from helpers import write_idx
 
 import xpnet
 
@@ -108,6 +109,20 @@ def cupy_like() -> Iterator[xpnet.Device]:
 @pytest.fixture(scope="session")
 def mnist_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mnist-cache")
+
+
+@pytest.fixture(scope="session")
+def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 300 training and 200 test images of MNIST, as uncompressed IDX files (a
+    ``--data-dir`` for quick runs of the commands)."""
+    from xpnet import datasets
+
+    folder = tmp_path_factory.mktemp("small-mnist")
+    (x_train, t_train), (x_test, t_test) = datasets.load_mnist(normalize=False, flatten=False)
+    parts = (x_train[:300, 0], t_train[:300], x_test[:200, 0], t_test[:200])
+    for name, array in zip(datasets.MNIST_FILES, parts):
+        write_idx(folder / name.removesuffix(".gz"), array)
+    return folder
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ tests folder on ``sys.path`` for both, but conftest is pytest's, loaded once per
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,19 @@ def blobs(n: int, seed: int = 0, features: int = 8, classes: int = 3) -> tuple[n
     rng = np.random.default_rng(seed)
     t = rng.integers(0, classes, n)
     return centres[t] + rng.standard_normal((n, features)), t
+
+
+def idx_bytes(array: np.ndarray, *, type_byte: int = 0x08) -> bytes:
+    """``array`` in MNIST's IDX format (``type_byte`` 0x08: unsigned bytes)."""
+    header = bytes([0, 0, type_byte, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:
+    """``array`` written to ``path`` as an IDX file, gzipped if ``gz``."""
+    data = idx_bytes(array)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
 
 
 def mpiexec(ranks: int, *argv: str, timeout_s: int = 90) -> subprocess.CompletedProcess:

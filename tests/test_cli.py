@@ -254,23 +254,6 @@ def test_resume_may_change_the_learning_rate(capsys, checkpoint):
     assert EPOCH_LINE.match(out[3])[2] == "40"
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(n).to_bytes(4, "big") for n in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture(scope="module")
-def small_mnist(tmp_path_factory) -> Path:
-    """The first 300 training and 200 test images of MNIST, as uncompressed IDX files."""
-    folder = tmp_path_factory.mktemp("small-mnist")
-    (x_train, t_train), (x_test, t_test) = datasets.load_mnist(normalize=False, flatten=False)
-    parts = (x_train[:300, 0], t_train[:300], x_test[:200, 0], t_test[:200])
-    for name, array in zip(datasets.MNIST_FILES, parts):
-        write_idx(folder / name.removesuffix(".gz"), array)
-    return folder
-
-
 @pytest.mark.parametrize("model", [
     ["--model", "mlp", "--hidden", "30", "20", "--activation", "sigmoid", "--weight-decay", "0.001"],
     ["--model", "mlp-bn", "--hidden", "30", "20"],

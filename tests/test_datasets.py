@@ -5,13 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from helpers import idx_bytes, write_idx
 
 from xpnet import datasets
 from xpnet.datasets import DATA_DIR_ENV, MNIST_FILES, MNIST_SHA256, load_mnist, read_idx
@@ -60,17 +60,6 @@ def mnist_default(mnist_cache):
         mp.setenv("XPNET_CACHE_DIR", str(mnist_cache))
         mp.delenv(DATA_DIR_ENV, raising=False)
         return load_mnist()
-
-
-def idx_bytes(array: np.ndarray, *, type_byte: int = 0x08) -> bytes:
-    header = bytes([0, 0, type_byte, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, *, gz: bool = False) -> Path:
-    data = idx_bytes(array)
-    path.write_bytes(gzip.compress(data) if gz else data)
-    return path
 
 
 def write_mnist_like(folder: Path, n_train: int = 7, n_test: int = 3, *, gz: bool = False,

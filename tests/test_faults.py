@@ -29,7 +29,6 @@ from xpnet.errors import ConfigError
 from xpnet.cli import main
 from xpnet.outputs import RunLock
 
-from test_cli import small_mnist  # noqa: F401 - a fixture: 300 training and 200 test images
 
 pytestmark = pytest.mark.usefixtures("isolated_mnist")
 
