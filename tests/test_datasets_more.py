@@ -369,8 +369,9 @@ def test_convnets_refuse_vectors(capsys, tmp_path):
 
 
 def test_evaluate_onnx_on_a_data_set(capsys, tmp_path):
-    """An exported network is scored on the data set given, as its checkpoint is; data it
-    cannot take (sample shape, class count) is refused in one line."""
+    """An exported network is scored on the data set given, as its checkpoint is, by default on
+    the one its checkpoint recorded; data it cannot take (sample shape, class count) is refused
+    in one line."""
     save, model, path = tmp_path / "run.npz", tmp_path / "tiny.onnx", _tiny_npz(tmp_path)
     assert run(capsys, "train", "--dataset", str(path), *TINY, "--save", str(save))[0] == 0
     assert run(capsys, "export", "--checkpoint", str(save), "--output", str(model))[0] == 0
@@ -379,7 +380,9 @@ def test_evaluate_onnx_on_a_data_set(capsys, tmp_path):
     assert code == 0 and re.fullmatch(r"test acc \d\.\d{4} \(\d/9\)", by_checkpoint[-1]), err
     code, by_onnx, err = run(capsys, "evaluate", "--onnx", str(model), "--dataset", str(path))
     assert code == 0 and by_onnx[-1] == by_checkpoint[-1], err
-    code, _, err = run(capsys, "evaluate", "--onnx", str(model))  # MNIST, unless told
+    code, by_default, err = run(capsys, "evaluate", "--onnx", str(model))  # the recorded data set
+    assert code == 0 and by_default[-1] == by_checkpoint[-1], err
+    code, _, err = run(capsys, "evaluate", "--onnx", str(model), "--dataset", "mnist")
     assert code == 2 and err == (f"xpnet evaluate: error: {model} takes input of shape ('N', 16), "
                                  "which does not fit data set mnist's samples of shape "
                                  "(1, 28, 28)\n")

@@ -46,6 +46,7 @@ __all__ = ["ExportError", "onnx_model", "export_onnx", "export_checkpoint", "eva
 INPUT_NAME = "x"
 OUTPUT_NAME = "scores"
 BATCH_DIM = "N"
+DATASET_KEY = "xpnet.dataset"  # metadata: the data set the exported network was trained on
 ONNX_PROVIDER = "CPUExecutionProvider"  # in every onnxruntime build; GPU builds add others
 INSTALL_HINT = "pip install 'xpnet[onnx]'"
 # onnxruntime's names of the tensor types a network can have
@@ -64,11 +65,13 @@ def _require(module: str, purpose: str) -> ModuleType:
         raise ExportError(f"{purpose} needs {module}, which is not installed: {INSTALL_HINT}") from None
 
 
-def onnx_model(network: Sequential) -> onnx.ModelProto:
+def onnx_model(network: Sequential, *, dataset: str | None = None) -> onnx.ModelProto:
     """The ONNX model of ``network.predict(x, train_flg=False)``, recorded by ndonnx.
 
     ``network`` is left exactly as it was: the same ``params`` dict and arrays, and every
     layer attribute (parameters, running statistics, forward caches) the same object.
+    ``dataset`` (the name of the data set it was trained on) goes into the model's metadata,
+    where :func:`evaluate_onnx` finds it.
     """
     ndx = _require("ndonnx", "exporting to ONNX")
     check_has_values(network.device, "exporting weights", ExportError)
@@ -83,6 +86,8 @@ def onnx_model(network: Sequential) -> onnx.ModelProto:
                         "train_flg=False), class scores before softmax")
     model.metadata_props.add(key="xpnet.config", value=json.dumps(network.config))
     model.metadata_props.add(key="xpnet.dtype", value=network.dtype)
+    if dataset is not None:
+        model.metadata_props.add(key=DATASET_KEY, value=dataset)
     return model
 
 
@@ -107,16 +112,18 @@ def _inference_pass(network: Sequential, x: Any, ndx: ModuleType) -> Any:
     return x
 
 
-def export_onnx(network: Sequential, path: str | os.PathLike[str]) -> Path:
+def export_onnx(network: Sequential, path: str | os.PathLike[str], *,
+                dataset: str | None = None) -> Path:
     """Write ``network``'s inference pass to ``path`` as an ONNX model; return the path.
 
     One input ``x`` (the network's dtype, shape ``(N, *network.input_shape)``, ``N`` free),
     one output ``scores``. The file is written atomically: a failure leaves no file behind
     (and an existing one as it was). Raises :class:`ExportError` when ndonnx is missing or
-    the file cannot be written. ``network`` is unchanged and can keep training.
+    the file cannot be written. ``network`` is unchanged and can keep training. ``dataset``
+    is recorded as in :func:`onnx_model`.
     """
     path = Path(path).expanduser()
-    _write_atomically(path, onnx_model(network).SerializeToString())
+    _write_atomically(path, onnx_model(network, dataset=dataset).SerializeToString())
     return path
 
 
@@ -129,21 +136,25 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def export_checkpoint(checkpoint: str | os.PathLike[str],
                       output: str | os.PathLike[str]) -> tuple[Path, Sequential]:
-    """Run ``xpnet export``: ``(path written, network)`` for the network saved in ``checkpoint``.
+    """Run ``xpnet export``: ``(path written, network)`` for the network saved in ``checkpoint``,
+    with the data set the checkpoint records (if any) in the model's metadata.
 
     A missing or damaged checkpoint raises :class:`~xpnet.CheckpointError`, before any file
     is written.
     """
     _require("ndonnx", "exporting to ONNX")  # before reading the checkpoint: the cheaper failure
-    network, _, _ = load_checkpoint(checkpoint, device="cpu")
-    return export_onnx(network, output), network
+    network, _, meta = load_checkpoint(checkpoint, device="cpu")
+    record = meta["extra"].get("dataset")
+    dataset = record.get("name") if isinstance(record, dict) else None
+    return export_onnx(network, output, dataset=dataset), network
 
 
-def evaluate_onnx(path: str | os.PathLike[str], *, dataset: str | os.PathLike[str] = "mnist",
+def evaluate_onnx(path: str | os.PathLike[str], *, dataset: str | os.PathLike[str] | None = None,
                   data_dir: str | None = None,
                   eval_batch_size: int | None = None) -> tuple[float, int, int]:
     """``(accuracy, correct, total)`` of the ONNX model at ``path`` on the test set of
-    ``dataset`` (a name or an ``.npz`` file, as :func:`~xpnet.datasets.load_dataset` takes),
+    ``dataset`` (a name or an ``.npz`` file, as :func:`~xpnet.datasets.load_dataset` takes;
+    default: the one the export recorded, else MNIST),
     run by onnxruntime alone (the counterpart of ``evaluate_checkpoint``), scored
     ``eval_batch_size`` rows at a time (default: what the exported network asks for,
     :func:`~xpnet.training.eval_batch_size_of`).
@@ -159,6 +170,8 @@ def evaluate_onnx(path: str | os.PathLike[str], *, dataset: str | os.PathLike[st
     session = _session(Path(path).expanduser())
     eval_batch_size = eval_batch_size_of(_exported_network_class(session), eval_batch_size)
     (x_info,), (scores_info,) = session.get_inputs(), session.get_outputs()
+    if dataset is None:
+        dataset = session.get_modelmeta().custom_metadata_map.get(DATASET_KEY, "mnist")
     data = load_dataset(dataset, dtype=_ORT_DTYPES[x_info.type], data_dir=data_dir)
     x, t = data.test
     sample = tuple(x_info.shape[1:])

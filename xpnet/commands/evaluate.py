@@ -47,8 +47,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--device", metavar="SPEC",
                           help="device spec for --checkpoint, e.g. cpu, cuda, torch:cpu (default auto)")
     evaluate.add_argument("--dataset", metavar="NAME",
-                          help=f"{DATASET_HELP} (default: the one the checkpoint records, else "
-                               "mnist)")
+                          help=f"{DATASET_HELP} (default: the one the checkpoint or the exported "
+                               "model records, else mnist)")
     evaluate.add_argument("--data-dir", metavar="DIR", help=DATA_DIR_HELP)
     evaluate.set_defaults(run=run, out_of_memory_fix="evaluate on another device (--device cpu)")
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--device applies to --checkpoint; --onnx runs on onnxruntime's "
                               f"{ONNX_PROVIDER}")
         print(f"xpnet: evaluating {args.onnx} on onnxruntime ({ONNX_PROVIDER})", flush=True)
-        accuracy, correct, total = evaluate_onnx(args.onnx, dataset=args.dataset or "mnist",
+        accuracy, correct, total = evaluate_onnx(args.onnx, dataset=args.dataset,
                                                  data_dir=args.data_dir)
     else:
         dev = resolve_device(args.device or "auto")
