@@ -358,13 +358,9 @@ def device(spec: str | Device = "cpu", *, make_current: bool = False) -> Device:
     if match["cpu"]:
         return Device("cpu", "numpy", _compat_numpy(), "cpu")
     if match["auto"]:
-        count, reason = cuda_status()
-        if count:
-            if make_current:
-                make_current_gpu(0)
-            reason = gpu_problem(0)
-            if not reason:
-                return _cupy_device(0)
+        reason = _cupy_problem(0, make_current)
+        if not reason:
+            return _cupy_device(0)
         logger.warning("xpnet: no usable GPU (%s); using the CPU", reason)
         cpu = device("cpu")
         cpu.fallback_reason = reason
@@ -378,15 +374,23 @@ def device(spec: str | Device = "cpu", *, make_current: bool = False) -> Device:
     return _strict_device(match["strict_device"] or "cpu_device")
 
 
-def _cupy_device(index: int, make_current: bool = False) -> Device:
+def _cupy_problem(index: int, make_current: bool) -> str | None:
+    """Why GPU ``index`` (one the machine has, when it has any) cannot be used, or None; made
+    CuPy's current GPU first if ``make_current``, so its probe opens no context elsewhere."""
     count, reason = cuda_status()
+    if not count:
+        return reason
+    if make_current:
+        make_current_gpu(index)
+    return gpu_problem(index)
+
+
+def _cupy_device(index: int, make_current: bool = False) -> Device:
+    count, _ = cuda_status()
     if count and index >= count:
         raise DeviceError(f"cannot use cuda:{index}: this machine has {count} CUDA device(s), "
                           f"numbered 0 to {count - 1}")
-    if count:
-        if make_current:
-            make_current_gpu(index)
-        reason = gpu_problem(index)
+    reason = _cupy_problem(index, make_current)
     if reason:
         raise DeviceError(f"cannot use cuda:{index}: {reason}. Use --device cpu (or auto) to run "
                           "on the CPU")

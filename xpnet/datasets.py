@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .download import Source, fetch, sources_for
+from .download import Source, fetch, sources_for, unverified_digest
 from .errors import DataError
 from .validate import DTYPES
 
@@ -71,10 +71,6 @@ _IDX_TYPE_NAMES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x
                    0x0D: "float32", 0x0E: "float64"}
 # Bump when the cached array layout changes, so stale caches are never read.
 _CACHE_VERSION = "1"
-
-# (resolved path, size, mtime_ns, expected sha256) of packaged files hashed in this process, so the
-# ~15 ms hash runs once per process and not on every cache miss.
-_VERIFIED: set[tuple[str, int, int, str]] = set()
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -252,25 +248,18 @@ def _load_raw(path: Path, name: str, packaged: bool) -> np.ndarray:
         if cached is not None:
             return cached
     if packaged:
-        _verify_sha256(path, stat, MNIST_SHA256[name])
+        _verify_sha256(path, MNIST_SHA256[name])
     array = read_idx(path)
     if cache_file is not None:
         _write_cache(cache_file, array)
     return array
 
 
-def _verify_sha256(path: Path, stat: os.stat_result, expected: str) -> None:
-    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
-    if memo in _VERIFIED:
-        return
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != expected:
-        raise DataError(f"packaged MNIST file {path} is corrupt: its sha256 is "
-                        f"{digest.hexdigest()}, expected {expected}; reinstall xpnet")
-    _VERIFIED.add(memo)
+def _verify_sha256(path: Path, expected: str) -> None:
+    found = unverified_digest(path, expected, "sha256")
+    if found is not None:
+        raise DataError(f"packaged MNIST file {path} is corrupt: its sha256 is {found}, "
+                        f"expected {expected}; reinstall xpnet")
 
 
 def _cache_root() -> Path | None:
@@ -386,7 +375,6 @@ class DatasetInfo:
     files: tuple[Source, ...]
     class_names: tuple[str, ...]
     style: str
-    home: str
 
 
 def _idx_sources(mirrors: tuple[str, ...], md5s: tuple[str, str, str, str]) -> tuple[Source, ...]:
@@ -397,13 +385,13 @@ def _idx_sources(mirrors: tuple[str, ...], md5s: tuple[str, str, str, str]) -> t
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
 # Official URLs and MD5s as torchvision's datasets/mnist.py and cifar.py publish them.
 DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
-    DatasetInfo("mnist", (), tuple("0123456789"), "mnist", "http://yann.lecun.com/exdb/mnist/"),
+    DatasetInfo("mnist", (), tuple("0123456789"), "mnist"),
     DatasetInfo("fashion-mnist", _idx_sources(
         ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         ("8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
          "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310")),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-         "Bag", "Ankle boot"), "fashion", "https://github.com/zalandoresearch/fashion-mnist"),
+         "Bag", "Ankle boot"), "fashion"),
     # class names: the data set's kmnist_classmap.csv (U+304A ... U+3092), with their romaji
     DatasetInfo("kmnist", _idx_sources(
         ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
@@ -411,12 +399,12 @@ DATASETS: dict[str, DatasetInfo] = {info.name: info for info in (
          "5c965bf0a639b31b8f53240b1b52f4d7", "7320c461ea6c1c855c0b718fb2a4b134")),
         ("o (\u304a)", "ki (\u304d)", "su (\u3059)", "tsu (\u3064)", "na (\u306a)",
          "ha (\u306f)", "ma (\u307e)", "ya (\u3084)", "re (\u308c)", "wo (\u3092)"),
-        "mnist", "https://github.com/rois-codh/kmnist"),
+        "mnist"),
     DatasetInfo("cifar10", (Source(CIFAR10_ARCHIVE,
                                    ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
                                    "c58f30108f718f92721af3b95e74349a"),),
                 ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck"), "cifar", "https://www.cs.toronto.edu/~kriz/cifar.html"),
+                 "truck"), "cifar"),
 )}
 DATASET_NAMES = tuple(DATASETS)
 

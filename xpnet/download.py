@@ -43,16 +43,15 @@ try:
 except ImportError:  # Windows: no advisory locks; the atomic rename alone keeps files whole
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["SOURCES_ENV", "Source", "DownloadError", "fetch", "md5_of", "parse_sources",
-           "sources_for", "sources_override"]
+__all__ = ["SOURCES_ENV", "Source", "DownloadError", "fetch", "md5_of", "unverified_digest",
+           "parse_sources", "sources_for", "sources_override"]
 
 SOURCES_ENV = "XPNET_DATASET_SOURCES"
 _CHUNK = 1 << 16
 _USER_AGENT = "xpnet-dataset-download"
 # HTTP statuses worth retrying at the same URL; any other 4xx/5xx moves on to the next mirror
 _TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
-# (resolved path, size, mtime_ns, md5) of files verified in this process: CIFAR-10's 170 MB
-# are hashed once per process, not on every load
+# (resolved path, size, mtime_ns, digest) of files verified in this process
 _VERIFIED: set[tuple[str, int, int, str]] = set()
 
 
@@ -74,13 +73,28 @@ class _Cut(Exception):
     """The transfer stopped early; what arrived stays in the .part file for a resume."""
 
 
-def md5_of(path: str | os.PathLike[str]) -> str:
-    """Hex MD5 of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
+def md5_of(path: str | os.PathLike[str], algorithm: str = "md5") -> str:
+    """Hex digest (MD5 by default, or any ``hashlib`` algorithm) of a file, read in 1 MiB chunks."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def unverified_digest(path: Path, expected: str, algorithm: str = "md5") -> str | None:
+    """None when the file at ``path`` has the hex digest ``expected``, else the digest it has.
+    A match is remembered by (path, size, mtime) for the process: large files (CIFAR-10's 170 MB,
+    the packaged MNIST) are hashed once, not on every load."""
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, expected)
+    if memo in _VERIFIED:
+        return None
+    found = md5_of(path, algorithm)
+    if found != expected:
+        return found
+    _VERIFIED.add(memo)
+    return None
 
 
 def sources_override(dataset: str) -> dict[str, Source] | None:
@@ -162,15 +176,10 @@ def fetch(source: Source, folder: str | os.PathLike[str], *, timeout: float = 30
 
 
 def _check_existing(target: Path, source: Source) -> None:
-    stat = target.stat()
-    memo = (str(target.resolve()), stat.st_size, stat.st_mtime_ns, source.md5)
-    if memo in _VERIFIED:
-        return
-    found = md5_of(target)
-    if found != source.md5:
+    found = unverified_digest(target, source.md5)
+    if found is not None:
         raise DataError(f"{target} has MD5 {found}, not the published {source.md5}: it is "
                         "damaged or another file; delete it to download it again")
-    _VERIFIED.add(memo)
 
 
 @contextlib.contextmanager

@@ -141,10 +141,11 @@ class Trainer:
         try:  # what may fail on one rank alone (its data, its device): the ranks agree first
             self._update = self._pick_update(jit)
             self._take_data(train, test, batch_size, eval_batch_size)
-            # layer, attribute, its generator and (position, stream index) of each random stream
-            self._streams = [(layer, name, Generator(self.device, self.seed), (position, index))
-                             for position, layer in enumerate(network.layers.values())
-                             for index, name in enumerate(layer.random_streams)]
+            self._streams = []  # (generator, (layer position, stream index)), reseeded each step
+            for position, layer in enumerate(network.layers.values()):
+                for index, name in enumerate(layer.random_streams):
+                    setattr(layer, name, Generator(self.device, self.seed))
+                    self._streams.append((getattr(layer, name), (position, index)))
         except XPNetError as exc:
             failure = exc
         self.comm.agree(failure)
@@ -205,9 +206,8 @@ class Trainer:
         """One update: gradient (averaged over the ranks), optimizer step, and the batch loss
         kept on the device. With several ranks, the batch is this rank's share."""
         epoch, step = divmod(self.iteration, self.iterations_per_epoch)
-        for layer, name, generator, words in self._streams:
+        for generator, words in self._streams:
             generator.reseed(epoch, step, *words)
-            setattr(layer, name, generator)
         with self.device:
             self._update(x_batch, t_batch)
         # left by the gradient's forward pass (a second one, as in the book's loop, would cost
@@ -292,9 +292,7 @@ class Trainer:
         """Fraction of ``x`` classified as ``t``, counted on the device ``eval_batch_size`` rows
         at a time; with several ranks each counts its share of the rows and the counts are summed."""
         start, stop = self.comm.shard(x.shape[0])
-        correct = 0
-        if stop > start:
-            counted = self.network.count_correct(x[start:stop, ...], t[start:stop, ...],
-                                                 min(self.eval_batch_size, stop - start))
-            correct = int(to_numpy(counted))
+        correct = int(to_numpy(self.network.count_correct(
+            x[start:stop, ...], t[start:stop, ...], min(self.eval_batch_size, stop - start)))
+        ) if stop > start else 0
         return self.comm.allreduce_sum(correct) / x.shape[0]

@@ -130,13 +130,15 @@ def _gpu_transport(comm: Any, mpi: ModuleType, device: Device, rank: int, size: 
         if transport is not None:
             return transport
     if _all(comm, mpi, cuda_aware(comm)):
+        # MPI reads the buffer once the stream that wrote it is done: that stream alone, not
+        # every stream of the GPU (cupy/cuda/stream.pyx:88 get_current_stream(device_id))
         if device.backend == "cupy":
-            synchronize = device.array_device.synchronize
+            stream = device.xp_library.cuda.get_current_stream(device.array_device.id)
+            synchronize = stream.synchronize
         else:
             import torch
 
-            def synchronize() -> None:
-                torch.cuda.synchronize(device.array_device)
+            synchronize = torch.cuda.current_stream(device.array_device).synchronize
         return MpiTransport(comm, mpi, "CUDA-aware MPI", synchronize)
     return HostTransport(comm, mpi, device, "MPI through a host copy "
                          f"({reason}, and the MPI is not CUDA-aware on every rank)")

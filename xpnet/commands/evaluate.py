@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 
 from ..backend import Device, to_numpy
-from ..backend import device as resolve_device
 from ..checkpoint import load_checkpoint
 from ..datasets import load_dataset
 from ..errors import ConfigError
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         accuracy, correct, total = evaluate_onnx(args.onnx, dataset=args.dataset,
                                                  data_dir=args.data_dir)
     else:
-        dev = resolve_device(args.device or "auto")
+        dev = command_device(args.device or "auto")
         print(f"xpnet: evaluating {args.checkpoint} on {dev.name} ({dev.backend})", flush=True)
         accuracy, correct, total = evaluate_checkpoint(args.checkpoint, device=dev,
                                                        data_dir=args.data_dir,

@@ -22,7 +22,7 @@ from ..errors import DataError
 from ..imageio import load_array, prepare, read_image
 from ..training import send_dataset
 from ..validate import check_size
-from .common import recorded_dataset
+from .common import command_device, recorded_dataset
 
 __all__ = ["Prediction", "predict_files", "format_prediction", "prediction_json", "add_parser",
            "run"]
@@ -51,7 +51,7 @@ def predict_files(checkpoint: str | os.PathLike[str], files: Sequence[str | os.P
     """Classify ``files`` (PNG/JPEG through Pillow, or ``.npy`` arrays of one input) with the
     network in ``checkpoint``, on ``device``. Raises a one-line ``XPNetError`` for a file
     that cannot be read or does not fit the network."""
-    network, _, meta = load_checkpoint(checkpoint, device=device)
+    network, _, meta = load_checkpoint(checkpoint, device=command_device(device))
     record = recorded_dataset(meta, network)
     shape = tuple(network.input_shape)
     inputs = []
@@ -59,8 +59,9 @@ def predict_files(checkpoint: str | os.PathLike[str], files: Sequence[str | os.P
         if os.fspath(path).lower().endswith(".npy"):
             inputs.append(load_array(path, shape))
         else:
+            image = read_image(path)  # its errors name the file already
             try:
-                inputs.append(prepare(read_image(path), record["style"], record["input_shape"]))
+                inputs.append(prepare(image, record["style"], record["input_shape"]))
             except DataError as exc:
                 raise DataError(f"{path}: {exc}") from None
     if not inputs:

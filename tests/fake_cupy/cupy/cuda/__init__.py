@@ -7,13 +7,16 @@ from .device import Device, get_device_id
 
 
 class Stream:
-    """``cupy.cuda.Stream``: the null stream; work here is done when it returns."""
+    """``cupy.cuda.Stream``: the null stream of a GPU; work here is done when it returns."""
 
-    def __init__(self, null: bool = False, non_blocking: bool = False, ptr: int = 0) -> None:
+    def __init__(self, null: bool = False, non_blocking: bool = False, ptr: int = 0,
+                 device_id: int = -1) -> None:
         self.ptr = ptr
+        self.device_id = runtime.getDevice() if device_id < 0 else device_id
 
     def synchronize(self) -> None:
-        runtime.deviceSynchronize()
+        # stream.pyx:158: cudaStreamSynchronize on this stream's GPU, whichever is current
+        runtime.create_context(self.device_id)
 
     def __enter__(self) -> Stream:
         return self
@@ -27,11 +30,9 @@ class ExternalStream(Stream):
         super().__init__(ptr=ptr)
 
 
-_NULL_STREAM = Stream(null=True)
-
-
 def get_current_stream(device_id: int = -1) -> Stream:
-    return _NULL_STREAM
+    # stream.pyx:64-68, 88: the current stream of device_id (default: the current GPU)
+    return Stream(null=True, device_id=device_id)
 
 
 def is_available() -> bool:
