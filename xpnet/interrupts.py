@@ -33,6 +33,7 @@ _RANK_VARIABLES = ("PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WO
 # How long a rank other than 0 leaves rank 0 to end an interrupted job: Python handles a
 # signal between two bytecodes, so a BLAS call in progress in rank 0 delays it.
 RANK_ZERO_GRACE_S = 0.3
+ABORT_RELAY_S = 0.05
 
 _postponed = False  # Ctrl-C came during the imports of a launched rank
 
@@ -75,6 +76,9 @@ def _abort(world: Any, code: int) -> None:
     # stderr: xpnet has said what happened, so that line goes to /dev/null
     sys.stdout.flush()
     sys.stderr.flush()
+    # the launcher relays the ranks' output through pipes and stops relaying once the abort
+    # reaches it: a moment for the line just written to get through (seen lost 1 in ~60 tries)
+    time.sleep(ABORT_RELAY_S)
     os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
     world.Abort(code)
 
